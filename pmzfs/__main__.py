@@ -1,0 +1,3 @@
+from pmzfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,6 @@
+"""The only code in pmzfs that talks to the premiumize API."""
+
+from pmzfs.api.client import DEFAULT_API_URL, PremiumizeClient
+from pmzfs.api.errors import APIError, errno_for
+
+__all__ = ["DEFAULT_API_URL", "PremiumizeClient", "APIError", "errno_for"]

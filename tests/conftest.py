@@ -1,0 +1,42 @@
+"""Fixtures shared by every test layer.
+
+A test fails when pmzfs logs a record at ERROR or above that the test did
+not expect; a test that expects one marks it with ``expected_errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def expected_errors():
+    """Allow ERROR records in this test; returns the list they collect in."""
+    allowed: list[logging.LogRecord] = []
+    return allowed
+
+
+@pytest.fixture(autouse=True)
+def fail_on_error_logs(request):
+    collector = _ErrorCollector()
+    logger = logging.getLogger("pmzfs")
+    logger.addHandler(collector)
+    yield collector
+    logger.removeHandler(collector)
+    if "expected_errors" in request.fixturenames:
+        request.getfixturevalue("expected_errors").extend(collector.records)
+        return
+    if collector.records:
+        lines = "\n".join(f"{r.name}: {r.getMessage()}" for r in collector.records)
+        pytest.fail(f"unexpected ERROR log records:\n{lines}")
