@@ -22,6 +22,9 @@ class APIError(Exception):
 
     code = "api_error"
     retryable = False
+    # True when the request may have been applied although it failed (a
+    # timeout after sending, HTTP 5xx); the client sets it per failure.
+    maybe_applied = False
 
     def __init__(self, message: str = "", *, endpoint: str = "", code: str | None = None) -> None:
         if code is not None:
@@ -116,6 +119,26 @@ class TransportError(UnknownError):
     def __init__(self, message: str = "", *, endpoint: str = "", maybe_applied: bool = True) -> None:
         super().__init__(message, endpoint=endpoint)
         self.maybe_applied = maybe_applied
+
+
+class UnexpectedRedirect(APIError):
+    """The API answered with an HTTP redirect, which the client never follows.
+
+    Following it would send the credential to whatever host the redirect
+    names, and a redirect usually means a wrong ``--api-url``.
+    """
+
+    code = "unexpected_redirect"
+
+
+class OAuthError(APIError):
+    """An OAuth ``/token`` call answered with an error.
+
+    ``code`` is the OAuth error string: ``authorization_pending``,
+    ``slow_down``, ``access_denied``, ``invalid_grant`` or another.
+    """
+
+    code = "oauth_error"
 
 
 _CLASSES: dict[str, type[APIError]] = {

@@ -1,0 +1,141 @@
+"""Keep API keys and tokens out of logs and error messages.
+
+Every credential pmzfs handles is registered here with ``register_secret``.
+``RedactingFilter`` replaces registered secrets, ``Bearer`` tokens and the
+values of ``apikey=``, ``token=`` and ``access_token=`` parameters with
+``***`` in each log record before any handler formats it.
+``install_redaction()`` puts the filter on the loggers that can see a
+request: ``pmzfs``, ``httpx`` and ``httpcore``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import threading
+
+MASK = "***"
+
+# Secrets shorter than this are not registered: masking every occurrence of
+# a two-letter string would garble logs and protects nothing.
+MIN_SECRET_LENGTH = 6
+
+# Single-use secrets (upload tokens, device codes) kept for masking; the
+# oldest are dropped first so the registry stays bounded in a long mount.
+MAX_TEMPORARY_SECRETS = 512
+
+LOGGER_NAMES = ("pmzfs", "httpx", "httpcore")
+
+_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s'\",;]+"),
+    re.compile(r"(?i)((?:apikey|api_key|token|access_token|device_code)=)[^&\s'\",;]+"),
+    re.compile(r"(?i)(\"(?:access_token|token|device_code|apikey)\"\s*:\s*\")[^\"]+"),
+)
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_temporary: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+
+def register_secret(value: str | None, *, temporary: bool = False) -> None:
+    """Register ``value`` so that every later log line and message masks it.
+
+    ``temporary`` marks a single-use secret such as an upload token, of
+    which only the most recent ``MAX_TEMPORARY_SECRETS`` are kept.
+    """
+    if not value or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if temporary:
+            _temporary[value] = None
+            _temporary.move_to_end(value)
+            while len(_temporary) > MAX_TEMPORARY_SECRETS:
+                _temporary.popitem(last=False)
+        else:
+            _secrets.add(value)
+
+
+def forget_secrets() -> None:
+    """Drop every registered secret (for tests that check the registry)."""
+    with _lock:
+        _secrets.clear()
+        _temporary.clear()
+
+
+def redact_text(text: str) -> str:
+    """Return ``text`` with every registered secret and known token pattern masked."""
+    with _lock:
+        secrets = sorted(_secrets.union(_temporary), key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda match: match.group(1) + MASK, text)
+    return text
+
+
+def _redact_value(value: object) -> object:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    # Objects such as httpx.URL or exceptions: format them now, masked, so
+    # the handler never formats the original.
+    return redact_text(str(value))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in a record's message, arguments and traceback text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        else:
+            record.msg = redact_text(str(record.msg))
+        if isinstance(record.args, dict):
+            record.args = {key: _redact_value(value) for key, value in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_redact_value(value) for value in record.args)
+        if record.exc_info and not record.exc_text:
+            # Format the traceback here so the masked text is what handlers print.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
+
+
+_filter = RedactingFilter()
+_installed = False
+
+
+def _is_covered(logger_name: str) -> bool:
+    return any(logger_name == name or logger_name.startswith(name + ".") for name in LOGGER_NAMES)
+
+
+def install_redaction() -> RedactingFilter:
+    """Mask secrets in every record of the ``pmzfs``, ``httpx`` and ``httpcore`` loggers.
+
+    A filter on a logger does not see the records of its child loggers
+    (``pmzfs.api.client``, ``httpcore.http11``), so the filter runs in the
+    log record factory instead, for every record whose logger name is one of
+    those or below them. Every handler, including ones added later, then
+    sees only masked text. Calling this again is harmless.
+    """
+    global _installed
+    with _lock:
+        if _installed:
+            return _filter
+        _installed = True
+        previous_factory = logging.getLogRecordFactory()
+
+    def redacting_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous_factory(*args, **kwargs)
+        if _is_covered(record.name):
+            _filter.filter(record)
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    return _filter
