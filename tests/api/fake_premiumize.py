@@ -27,7 +27,8 @@ class Fault:
 
     ``kind`` is ``envelope`` (HTTP 200 error with ``code``), ``http``
     (``status`` with ``body``), ``before`` (raise ``exception`` without
-    applying) or ``after`` (apply the request, then raise ``exception``).
+    applying), ``after`` (apply the request, then raise ``exception``) or
+    ``after_http`` (apply the request, then answer ``status``).
     """
 
     kind: str
@@ -56,6 +57,10 @@ def fail_after(exception: type[Exception] = httpx.ReadTimeout) -> Fault:
     return Fault("after", exception=exception)
 
 
+def status_after(status: int = 500) -> Fault:
+    return Fault("after_http", status=status, body=b'{"status":"error","code":"unknown_error","message":"x"}')
+
+
 class FakeService:
     """The fake service; pass ``transport`` to ``PremiumizeClient``."""
 
@@ -70,6 +75,10 @@ class FakeService:
         self.files: dict[str, dict] = {}
         self.tokens: dict[str, str] = {}
         self.used_tokens: list[str] = []
+        # OAuth device flow: the answers to successive polls, then success.
+        self.device_code = "device-code-secret-0001"
+        self.poll_answers: list[str] = []
+        self.access_token = "access-token-secret-0001"
         self.transport = httpx.MockTransport(self.handle)
 
     # state helpers
@@ -112,6 +121,8 @@ class FakeService:
         response = self.dispatch(request, endpoint, body)
         if fault is not None and fault.kind == "after":
             raise fault.exception("scripted failure after the request was applied", request=request)
+        if fault is not None and fault.kind == "after_http":
+            return httpx.Response(fault.status, content=fault.body, headers={"content-type": fault.content_type})
         return response
 
     def params(self, request: httpx.Request, body: bytes) -> dict[str, list[str]]:
@@ -133,7 +144,7 @@ class FakeService:
         if endpoint == "upload":
             return self.upload(body)
         if endpoint == "token":
-            return httpx.Response(400, json={"error": "invalid_grant", "error_description": "unknown code"})
+            return self.token(self.params(request, body))
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return self.error("authentication_failed", "invalid API key")
         p = {key: values[0] for key, values in self.params(request, body).items()}
@@ -258,6 +269,22 @@ class FakeService:
 
     def do_zip_generate(self, p, lists):
         return self.ok(location=f"{BASE_URL}/zip/archive.zip")
+
+    def token(self, params: dict[str, list[str]]) -> httpx.Response:
+        p = {key: values[0] for key, values in params.items()}
+        if p.get("response_type") == "device_code":
+            return httpx.Response(200, json={
+                "verification_uri": f"{BASE_URL}/device", "user_code": "kpwx-3m7r",
+                "device_code": self.device_code, "expires_in": 600, "interval": 5,
+            })
+        if p.get("grant_type") != "device_code" or p.get("code") != self.device_code:
+            return httpx.Response(400, json={"error": "invalid_grant", "error_description": "unknown code"})
+        if self.poll_answers:
+            error = self.poll_answers.pop(0)
+            return httpx.Response(400, json={"error": error, "error_description": f"scripted {error}"})
+        return httpx.Response(200, json={
+            "access_token": self.access_token, "token_type": "Bearer", "expires_in": 3600, "scope": "full",
+        })
 
     def upload(self, body: bytes) -> httpx.Response:
         """Parse the multipart body just enough for tests: token, filename, content."""
