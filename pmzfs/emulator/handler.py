@@ -1,0 +1,569 @@
+"""The HTTP layer: routing, the API envelope, file links and the upload URL.
+
+One ``RequestHandler`` instance serves one TCP connection (HTTP/1.1
+keep-alive) in its own thread.  Nothing a client sends reaches the client
+as a traceback or an HTML page: paths under ``/api/`` always answer a
+JSON envelope, and unexpected exceptions answer HTTP 500 with an
+``unknown_error`` envelope.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import socket
+import struct
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+from pmzfs.emulator import oauth
+from pmzfs.emulator.bodies import (
+    BodyError,
+    content_length,
+    drain_body,
+    iter_body,
+    multipart_boundary,
+    parse_multipart,
+)
+from pmzfs.emulator.endpoints import ENDPOINTS
+from pmzfs.emulator.errors import ServiceError, invalid_request
+from pmzfs.emulator.links import ByteRange, Unsatisfiable, parse_range
+from pmzfs.emulator.options import HTTP_500
+from pmzfs.emulator.params import Params, UploadedPart
+
+if TYPE_CHECKING:
+    from pmzfs.emulator.server import Emulator
+
+log = logging.getLogger(__name__)
+
+SEND_CHUNK = 64 * 1024
+SENDFILE_SLICE = 8 * 1024 * 1024
+# Bytes of an oversized API body that are read and discarded so the client
+# can read the error; beyond it the connection is closed.
+MAX_DRAIN = 1024 * 1024 * 1024
+# Largest body of a POST to /token or /device, in bytes.
+MAX_FORM_BODY = 64 * 1024
+# Seconds an idle keep-alive connection stays open.
+IDLE_TIMEOUT = 120
+
+
+class ConnectionAborted(Exception):
+    """The handler reset the connection on purpose (a fault)."""
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.emulator = emulator
+        self.open_connections: set[socket.socket] = set()
+        super().__init__(address, RequestHandler)
+
+    def close_open_connections(self) -> None:
+        """Shut down every client connection, so blocked handler threads end."""
+        for connection in list(self.open_connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pmzfs-emulator"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: EmulatorHTTPServer
+
+    # ------------------------------------------------------------ connection life
+
+    def setup(self) -> None:
+        super().setup()
+        self.emu: Emulator = self.server.emulator
+        self.emu.counters.count_connection()
+        self.server.open_connections.add(self.connection)
+        self._requests_on_connection = 0
+        self._response_started = False
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)
+        try:
+            super().finish()
+        except (OSError, ValueError):
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._response_started = True
+        super().send_response(code, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer a malformed request with a JSON envelope instead of http.server's HTML page."""
+        self.close_connection = True
+        text = message or HTTPStatus(code).phrase
+        self._send_json({"status": "error", "code": "invalid_request", "message": text}, status=code)
+
+    def _abort(self) -> None:
+        """Reset the connection: SO_LINGER 0 makes close() send a TCP RST."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+        raise ConnectionAborted
+
+    # ------------------------------------------------------------ dispatch
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def _dispatch(self, method: str) -> None:
+        self._response_started = False
+        first_on_connection = self._requests_on_connection == 0
+        self._requests_on_connection += 1
+        path = urlsplit(self.path).path
+        try:
+            if path.startswith("/api/"):
+                self._handle_api(method, path[len("/api/") :])
+            elif path.startswith("/dl/"):
+                self._handle_link(method, path, first_on_connection)
+            elif path.startswith("/zip/"):
+                self._handle_zip(method, path, first_on_connection)
+            elif path.startswith("/ddl/"):
+                self._handle_direct_link(method, path, first_on_connection)
+            elif path.startswith("/upload/"):
+                self._handle_upload(method, path[len("/upload/") :])
+            elif path == "/token":
+                self._handle_token(method)
+            elif path == "/device":
+                self._handle_device(method)
+            else:
+                drain_body(self.rfile, self.headers)
+                self._send_plain(HTTPStatus.NOT_FOUND, "not found\n")
+        except ConnectionAborted:
+            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+            log.debug("client %s went away: %s", self.address_string(), exc)
+            self.close_connection = True
+        except BodyError as exc:
+            log.debug("unreadable request body from %s: %s", self.address_string(), exc)
+            self.close_connection = True
+            if not self._response_started:
+                self._send_json(_error_envelope("invalid_request", str(exc)), status=400)
+        except Exception:
+            log.exception("internal error while handling %s %s", method, path)
+            self.close_connection = True
+            if not self._response_started:
+                self._send_json(_error_envelope("unknown_error", "internal server error"), status=500)
+
+    # ------------------------------------------------------------ responses
+
+    def _send_json(self, document: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_plain(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        body = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # ------------------------------------------------------------ API
+
+    def _read_api_params(self, method: str) -> Params:
+        """Read the query and, for POST, the urlencoded or multipart body."""
+        params = Params()
+        params.add_query(urlsplit(self.path).query)
+        limit = self.emu.options.max_api_body
+        length = content_length(self.headers)
+        if length is not None and length > MAX_DRAIN:
+            self.close_connection = True
+            raise invalid_request(f"the request body of {length} bytes exceeds the limit of {limit} bytes")
+        content_type = self.headers.get("Content-Type") or ""
+        if method == "POST" and content_type.lower().startswith("multipart/form-data"):
+            self._read_multipart_params(params, content_type, limit)
+            return params
+        body = bytearray()
+        oversized = False
+        for chunk in iter_body(self.rfile, self.headers):
+            if len(body) + len(chunk) > limit:
+                oversized = True
+                body.clear()
+            elif not oversized:
+                body.extend(chunk)
+        if oversized:
+            raise invalid_request(f"the request body exceeds the limit of {limit} bytes")
+        if method == "POST" and body:
+            try:
+                params.add_query(body.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise invalid_request("the request body is not valid UTF-8") from exc
+        return params
+
+    def _read_multipart_params(self, params: Params, content_type: str, limit: int) -> None:
+        boundary = multipart_boundary(content_type)
+        uploads: dict[str, tuple[str, bytearray]] = {}
+        total = 0
+
+        class _Buffer:
+            def __init__(self, data: bytearray) -> None:
+                self.data = data
+
+            def write(self, chunk: bytes) -> None:
+                nonlocal total
+                total += len(chunk)
+                if total > limit:
+                    raise invalid_request(f"the request body exceeds the limit of {limit} bytes")
+                self.data.extend(chunk)
+
+        def open_file(name: str, filename: str) -> Any:
+            uploads[name] = (filename, bytearray())
+            return _Buffer(uploads[name][1])
+
+        try:
+            fields = parse_multipart(iter_body(self.rfile, self.headers), boundary, open_file)
+        except ServiceError:
+            self.close_connection = True
+            raise
+        for key, value in fields.items():
+            params.add(key, value)
+        for key, (filename, data) in uploads.items():
+            params.files[key] = UploadedPart(filename, bytes(data))
+
+    def _credential(self, params: Params) -> str | None:
+        header = self.headers.get("Authorization")
+        if header:
+            scheme, _, value = header.strip().partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+            return None
+        return params.get("apikey")
+
+    def _handle_api(self, method: str, endpoint: str) -> None:
+        emu = self.emu
+        if endpoint not in ENDPOINTS:
+            drain_body(self.rfile, self.headers)
+            message = f"unknown API endpoint {endpoint!r}"
+            self._send_json(_error_envelope("not_found", message), status=404)
+            return
+        emu.counters.count_api_call(endpoint)
+        if emu.options.api_latency > 0:
+            time.sleep(emu.options.api_latency)
+        try:
+            params = self._read_api_params(method)
+            emu.advance_transfers()
+            fault = emu.faults.api_fault(endpoint)
+            if fault == HTTP_500:
+                self._send_json(_error_envelope("unknown_error", "injected HTTP 500"), status=500)
+                return
+            if fault is not None:
+                raise ServiceError(fault, f"injected {fault} on {endpoint}")
+            expected_method, function = ENDPOINTS[endpoint]
+            if method != expected_method:
+                raise invalid_request(f"{endpoint} expects {expected_method}, not {method}")
+            credential = self._credential(params)
+            if credential is None:
+                raise ServiceError("authentication_failed", "missing credential; send Authorization: Bearer <api key>")
+            if not emu.auth.accepts(credential):
+                raise ServiceError("authentication_failed", "the API key or access token is invalid or expired")
+            result = function(emu, params)
+        except ServiceError as exc:
+            log.debug("%s answered %s: %s", endpoint, exc.code, exc.message)
+            self._send_json(_error_envelope(exc.code, exc.message))
+            return
+        self._send_json({"status": "success", **result})
+
+    # ------------------------------------------------------------ file links and downloads
+
+    def _wait_link_latency(self, first_on_connection: bool) -> None:
+        rtt = self.emu.options.link_rtt
+        if rtt > 0:
+            time.sleep(rtt * (2 if first_on_connection else 1))
+
+    def _handle_link(self, method: str, path: str, first_on_connection: bool) -> None:
+        drain_body(self.rfile, self.headers)
+        parts = path.split("/")
+        emu = self.emu
+        issued = None
+        if len(parts) >= 5:
+            issued = emu.signer.check("dl", parts[2], parts[3], parts[4])
+        file = emu.state.find_file(parts[2]) if issued is not None else None
+        self._wait_link_latency(first_on_connection)
+        if file is None:
+            self._send_plain(HTTPStatus.NOT_FOUND, "file not found\n")
+            return
+        emu.counters.count_link_request(file.id)
+        expiry = emu.options.link_expiry
+        if expiry is not None and time.time() - issued > expiry:
+            self._send_plain(HTTPStatus.FORBIDDEN, "link expired; get a fresh link from the API\n")
+            return
+        if method not in ("GET", "HEAD"):
+            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
+            return
+        self._serve_file(
+            emu.state.blob_dir / file.id,
+            file.size,
+            file.mime_type,
+            etag=f'"{file.id}-{file.size}"',
+            modified=file.created_at,
+            count_as=file.id,
+        )
+
+    def _handle_zip(self, method: str, path: str, first_on_connection: bool) -> None:
+        drain_body(self.rfile, self.headers)
+        found = self.emu.zips.lookup(path)
+        self._wait_link_latency(first_on_connection)
+        if found is None:
+            self._send_plain(HTTPStatus.NOT_FOUND, "zip not found\n")
+            return
+        if method not in ("GET", "HEAD"):
+            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
+            return
+        zip_path, zip_id = found
+        size = zip_path.stat().st_size
+        self._serve_file(zip_path, size, "application/zip", etag=f'"{zip_id}"', modified=None, count_as=None)
+
+    def _handle_direct_link(self, method: str, path: str, first_on_connection: bool) -> None:
+        drain_body(self.rfile, self.headers)
+        found = self.emu.transfers.lookup_direct_link(path)
+        self._wait_link_latency(first_on_connection)
+        if found is None:
+            self._send_plain(HTTPStatus.NOT_FOUND, "link not found\n")
+            return
+        if method not in ("GET", "HEAD"):
+            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
+            return
+        seed, size, mime_type = found
+        self._serve_generated(seed, size, mime_type)
+
+    def _send_range_headers(
+        self, size: int, content_type: str, *, etag: str | None, modified: int | None
+    ) -> ByteRange | None:
+        """Send the status line and headers of a ranged body; return the range, or None for 416."""
+        try:
+            byte_range = parse_range(self.headers.get("Range"), size)
+        except Unsatisfiable:
+            self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            return None
+        if byte_range is None:
+            byte_range = ByteRange(0, size - 1)
+            self.send_response(HTTPStatus.OK)
+        else:
+            self.send_response(HTTPStatus.PARTIAL_CONTENT)
+            self.send_header("Content-Range", f"bytes {byte_range.start}-{byte_range.end}/{size}")
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(byte_range.length))
+        self.send_header("Accept-Ranges", "bytes")
+        if etag:
+            self.send_header("ETag", etag)
+        if modified is not None:
+            self.send_header("Last-Modified", email.utils.formatdate(modified, usegmt=True))
+        self.end_headers()
+        return byte_range
+
+    def _serve_file(
+        self, path: Path, size: int, content_type: str, *, etag: str | None, modified: int | None, count_as: str | None
+    ) -> None:
+        try:
+            source = open(path, "rb")
+        except FileNotFoundError:
+            # Deleted between the lookup and the open.
+            self._send_plain(HTTPStatus.NOT_FOUND, "file not found\n")
+            return
+        with source:
+            byte_range = self._send_range_headers(size, content_type, etag=etag, modified=modified)
+            if byte_range is None or self.command == "HEAD":
+                return
+            reset_at = self.emu.faults.take_link_reset(byte_range.length) if count_as else None
+            self._send_body(source, byte_range, reset_at, count_as)
+
+    def _send_body(self, source: BinaryIO, byte_range: ByteRange, reset_at: int | None, count_as: str | None) -> None:
+        """Send ``byte_range`` of ``source``, capped in rate or cut by a reset when set."""
+        counters = self.emu.counters
+        position = byte_range.start
+        remaining = byte_range.length if reset_at is None else reset_at
+        # Bytes are counted before they are sent, so a client that has read
+        # the body always sees them counted.  NOTE: a client that disconnects
+        # mid-send leaves up to one slice counted but not delivered.
+        if self.emu.options.link_rate is None and reset_at is None:
+            while remaining > 0:
+                piece = min(remaining, SENDFILE_SLICE)
+                if count_as:
+                    counters.count_bytes_served(count_as, piece)
+                sent = self.connection.sendfile(source, position, piece)
+                if count_as and sent < piece:
+                    counters.count_bytes_served(count_as, sent - piece)
+                if sent == 0:
+                    raise BrokenPipeError("sendfile sent nothing")
+                position += sent
+                remaining -= sent
+            return
+        source.seek(position)
+        while remaining > 0:
+            chunk = source.read(min(remaining, SEND_CHUNK))
+            if not chunk:
+                raise BrokenPipeError(f"{source.name} is shorter than its recorded size")
+            if count_as:
+                counters.count_bytes_served(count_as, len(chunk))
+            self._send_throttled(chunk)
+            remaining -= len(chunk)
+        if reset_at is not None:
+            log.debug("resetting link connection after %d body bytes, as configured", reset_at)
+            self._abort()
+
+    def _send_throttled(self, chunk: bytes) -> None:
+        """Send ``chunk``, sleeping afterwards so the connection stays under ``link_rate``."""
+        rate = self.emu.options.link_rate
+        if rate is None:
+            self.wfile.write(chunk)
+            return
+        # Pieces of about 1/20 s keep the rate smooth for small caps too.
+        piece = max(1024, int(rate / 20))
+        for start in range(0, len(chunk), piece):
+            data = chunk[start : start + piece]
+            began = time.monotonic()
+            self.wfile.write(data)
+            delay = len(data) / rate - (time.monotonic() - began)
+            if delay > 0:
+                time.sleep(delay)
+
+    def _serve_generated(self, seed: str, size: int, mime_type: str) -> None:
+        from pmzfs.emulator.content import iter_generated
+
+        byte_range = self._send_range_headers(size, mime_type, etag=f'"{seed}-{size}"', modified=None)
+        if byte_range is None or self.command == "HEAD":
+            return
+        for chunk in iter_generated(seed, byte_range.start, byte_range.length):
+            self._send_throttled(chunk)
+
+    # ------------------------------------------------------------ uploads
+
+    def _handle_upload(self, method: str, slot_id: str) -> None:
+        emu = self.emu
+        if method != "POST":
+            drain_body(self.rfile, self.headers)
+            self._send_json(_error_envelope("invalid_request", "upload with a multipart POST"), status=405)
+            return
+        slot = emu.uploads.take(slot_id)
+        failure = emu.faults.take_upload_failure() if slot is not None else None
+        if failure == "reset":
+            self._reset_upload()
+        if failure is not None:
+            drain_body(self.rfile, self.headers)
+            status = int(failure.removeprefix("http_"))
+            self._send_json(_error_envelope("unknown_error", f"injected upload failure {failure}"), status=status)
+            return
+        try:
+            if slot is None:
+                drain_body(self.rfile, self.headers)
+                raise ServiceError("not_found", "the upload URL is unknown or was already used; call folder/uploadinfo again")
+            emu.receive_upload(slot, self.rfile, self.headers)
+        except ServiceError as exc:
+            log.debug("upload answered %s: %s", exc.code, exc.message)
+            self._send_json(_error_envelope(exc.code, exc.message))
+            return
+        self._send_json({"status": "success"})
+
+    def _reset_upload(self) -> None:
+        length = content_length(self.headers) or 0
+        to_read = int(length * self.emu.options.upload_reset_after_fraction)
+        read = 0
+        while read < to_read:
+            chunk = self.rfile.read(min(SEND_CHUNK, to_read - read))
+            if not chunk:
+                break
+            read += len(chunk)
+        log.debug("resetting upload connection after %d of %d body bytes, as configured", read, length)
+        self._abort()
+
+    # ------------------------------------------------------------ OAuth
+
+    def _read_form(self) -> Params:
+        params = Params()
+        params.add_query(urlsplit(self.path).query)
+        if (content_length(self.headers) or 0) > MAX_FORM_BODY:
+            raise invalid_request(f"the form body exceeds the limit of {MAX_FORM_BODY} bytes")
+        body = b"".join(iter_body(self.rfile, self.headers))
+        if len(body) > MAX_FORM_BODY:
+            raise invalid_request(f"the form body exceeds the limit of {MAX_FORM_BODY} bytes")
+        try:
+            params.add_query(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise invalid_request("the request body is not valid UTF-8") from exc
+        return params
+
+    def _handle_token(self, method: str) -> None:
+        try:
+            if method != "POST":
+                raise invalid_request("use POST for /token")
+            params = self._read_form()
+        except ServiceError as exc:
+            self.close_connection = True
+            self._send_json({"error": "invalid_request", "error_description": exc.message}, status=400)
+            return
+        status, document = self.emu.auth.token_endpoint(params)
+        self._send_json(document, status=status, headers={"Cache-Control": "no-store"})
+
+    def _handle_device(self, method: str) -> None:
+        if method in ("GET", "HEAD"):
+            drain_body(self.rfile, self.headers)
+            self._send_plain(HTTPStatus.OK, oauth.DEVICE_FORM, "text/html; charset=utf-8")
+            return
+        try:
+            params = self._read_form()
+        except ServiceError as exc:
+            self.close_connection = True
+            self._send_plain(HTTPStatus.BAD_REQUEST, exc.message + "\n")
+            return
+        status, text = self.emu.auth.device_page_post(params)
+        self._send_plain(status, text)
+
+
+def _error_envelope(code: str, message: str) -> dict[str, str]:
+    return {"status": "error", "message": message, "code": code}
