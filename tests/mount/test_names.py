@@ -63,6 +63,9 @@ def test_huge_folder_lists_with_one_call(emulator, mount):
 # Names the service allows but a POSIX directory entry cannot hold as they are.
 AWKWARD_FILES = [
     "AC/DC - Back in Black.flac",
+    "AC\u2215DC - Back in Black.flac",  # a real U+2215 DIVISION SLASH, the character pmzfs shows for "/"
+    ".",
+    "..",
     "Ü" * 150,  # 150 characters, 300 bytes of UTF-8
     "è" * 126 + ".mkv",  # 256 bytes: one over the limit, with an extension
     "a" * 255,  # exactly 255 bytes
@@ -73,16 +76,19 @@ AWKWARD_FILES = [
 SLASHED_FOLDER = "Movies/2024"
 
 
-def seed_awkward_names(emulator) -> tuple[str, dict[str, bytes], str]:
-    """Seed the awkward names; return the folder id, content by file id, and the slashed folder's id."""
+def seed_awkward_names(emulator) -> tuple[str, dict[str, bytes], dict[str, str]]:
+    """Seed the awkward names; return the folder id, content by file id and name by file id."""
     folder = emulator.state.create_folder(emulator.root_id, "names")
     contents = {}
+    names = {}
     for index, name in enumerate(AWKWARD_FILES):
         content = f"item {index} named {name!r}\n".encode()
-        contents[emulator.state.add_file(folder, name, content)] = content
+        file_id = emulator.state.add_file(folder, name, content)
+        contents[file_id] = content
+        names[file_id] = name
     slashed = emulator.state.create_folder(folder, SLASHED_FOLDER)
     emulator.state.add_file(slashed, "inside.txt", b"inside the folder with a slash\n")
-    return folder, contents, slashed
+    return folder, contents, names
 
 
 def shown_names(folder_path, contents: dict[str, bytes]) -> tuple[list[str], dict[str, str]]:
@@ -118,7 +124,7 @@ def reverse_listing_order(emulator, folder: str) -> None:
 
 @pytest.mark.timeout(120)
 def test_awkward_names_stable_across_remount(emulator, mount):
-    folder, contents, _slashed = seed_awkward_names(emulator)
+    folder, contents, service_names = seed_awkward_names(emulator)
     first_mount = mount(emulator)
     names_path = first_mount.path / "names"
 
@@ -132,6 +138,9 @@ def test_awkward_names_stable_across_remount(emulator, mount):
     assert "plain.txt" in names, "a name POSIX can hold is shown unchanged"
     assert "a" * 255 in names, "a 255-byte name is shown unchanged"
     assert sorted(owners.values()) == sorted(contents), "each shown file name reads its own item's content"
+    shown_by_service_name = {service_names[file_id]: shown for shown, file_id in owners.items()}
+    assert shown_by_service_name["AC\u2215DC - Back in Black.flac"] == "AC\u2215DC - Back in Black.flac"
+    assert shown_by_service_name["è" * 126 + ".mkv"].endswith(".mkv"), "a shortened name keeps its extension"
     folders = [name for name in names if (names_path / name).is_dir()]
     assert len(folders) == 1
     assert os.listdir(names_path / folders[0]) == ["inside.txt"]
