@@ -328,7 +328,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         emu = self.emu
         issued = None
         if len(parts) >= 5:
-            issued = emu.signer.check("dl", parts[2], parts[3], parts[4])
+            issued = emu.signer.check_link(parts[2], parts[3], parts[4])
         file = emu.state.find_file(parts[2]) if issued is not None else None
         self._wait_link_latency(first_on_connection)
         if file is None:

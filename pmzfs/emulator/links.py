@@ -24,21 +24,22 @@ class LinkSigner:
     def __init__(self, secret: str) -> None:
         self._key = secret.encode("ascii")
 
-    def _sign(self, kind: str, entry_id: str, issued: int) -> str:
-        message = f"{kind}/{entry_id}/{issued}".encode()
+    def sign_entry(self, kind: str, entry: str) -> str:
+        """Return the signature of ``entry`` (any text) for URLs of ``kind``."""
+        message = f"{kind}/{entry}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_SIGNATURE_LENGTH]
+
+    def check_entry(self, kind: str, entry: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign_entry(kind, entry), signature)
 
     def link_path(self, file_id: str, name: str, issued: int) -> str:
         """Return the path of a file link issued at ``issued`` (Unix seconds)."""
-        signature = self._sign("dl", file_id, issued)
+        signature = self.sign_entry("dl", f"{file_id}/{issued}")
         return f"/dl/{file_id}/{issued}/{signature}/{quote(name, safe='')}"
 
-    def check(self, kind: str, entry_id: str, issued: str, signature: str) -> int | None:
-        """Return the issue time of a genuine link, or None for a forged or garbled one."""
-        if not issued.isdigit():
-            return None
-        expected = self._sign(kind, entry_id, int(issued))
-        if not hmac.compare_digest(expected, signature):
+    def check_link(self, file_id: str, issued: str, signature: str) -> int | None:
+        """Return the issue time of a genuine file link, or None for a forged or garbled one."""
+        if not issued.isdigit() or not self.check_entry("dl", f"{file_id}/{issued}", signature):
             return None
         return int(issued)
 
