@@ -1,0 +1,1 @@
+"""Benchmark of pmzfs beside curl and rclone mount; run ``python -m bench --help``."""
