@@ -1,0 +1,129 @@
+"""One downloaded byte range of a file and the buffer its download fills."""
+
+from __future__ import annotations
+
+import enum
+
+import trio
+
+
+class ChunkState(enum.Enum):
+    PENDING = "pending"  # registered, no request sent yet
+    ACTIVE = "active"  # a download is filling it
+    DONE = "done"  # every byte arrived
+    DROPPED = "dropped"  # evicted, cancelled or failed; no longer in the file's index
+
+
+class Chunk:
+    """Bytes ``[start, end)`` of a file, filled front to back by one download.
+
+    ``filled`` is the absolute offset up to which bytes have arrived, so a
+    reader can take ``[start, filled)`` while the rest is still downloading.
+    The buffer is allocated when the download starts; the memory budget is
+    charged for ``size`` bytes from creation until the chunk is dropped.
+    """
+
+    __slots__ = (
+        "start",
+        "end",
+        "filled",
+        "state",
+        "stream",
+        "readahead",
+        "queued",
+        "waiters",
+        "error",
+        "scope",
+        "_buffer",
+        "_view",
+        "_wake_at",
+        "_event",
+    )
+
+    def __init__(self, start: int, end: int, stream: object, *, readahead: bool) -> None:
+        self.start = start
+        self.end = end
+        self.filled = start
+        self.state = ChunkState.PENDING
+        # The read-ahead stream that owns the chunk; evicting the stream drops it.
+        self.stream = stream
+        # True for read-ahead fetched by a background worker, False for a
+        # chunk that a read fetches itself.
+        self.readahead = readahead
+        # True while the chunk waits in the file's queue for a worker.
+        self.queued = False
+        # Reads waiting for bytes of this chunk; a chunk with waiters is never cancelled.
+        self.waiters = 0
+        # The exception that ended the download, for the reads waiting on it.
+        self.error: BaseException | None = None
+        # Cancel scope of the download in progress, so eviction can stop it.
+        self.scope: trio.CancelScope | None = None
+        self._buffer: bytearray | None = None
+        self._view: memoryview | None = None
+        self._wake_at = end + 1
+        self._event = trio.Event()
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def __repr__(self) -> str:
+        return f"<Chunk {self.start}-{self.end} {self.state.value} filled={self.filled - self.start}>"
+
+    def allocate(self) -> None:
+        """Create the buffer the first download writes into."""
+        if self._buffer is None:
+            self._buffer = bytearray(self.size)
+            self._view = memoryview(self._buffer)
+
+    def append(self, data: bytes) -> None:
+        """Store ``data`` at ``filled`` and wake the reads it satisfies.
+
+        The caller checks first that ``data`` fits before ``end``.
+        """
+        position = self.filled - self.start
+        count = len(data)
+        self._view[position : position + count] = data
+        self.filled += count
+        if self.filled >= self._wake_at:
+            self._wake()
+
+    def slice(self, start: int, end: int) -> bytes:
+        """Return a copy of bytes ``[start, end)``, which must have arrived."""
+        return bytes(self._view[start - self.start : end - self.start])
+
+    def finish(self) -> None:
+        """Mark every byte as arrived and wake all waiting reads."""
+        self.state = ChunkState.DONE
+        self._wake()
+
+    def drop(self, error: BaseException | None = None) -> None:
+        """Mark the chunk as gone, free its buffer, and wake all waiting reads.
+
+        Reads that were waiting look the range up again, or raise ``error``
+        when it is set.
+        """
+        self.state = ChunkState.DROPPED
+        self.error = error
+        self._buffer = None
+        self._view = None
+        self._wake()
+
+    async def wait_for(self, offset: int) -> None:
+        """Wait until bytes up to ``offset`` arrived or the chunk was dropped."""
+        self.waiters += 1
+        try:
+            while self.filled < offset and self.state in (ChunkState.PENDING, ChunkState.ACTIVE):
+                if offset < self._wake_at:
+                    self._wake_at = offset
+                await self._event.wait()
+        finally:
+            self.waiters -= 1
+
+    def _wake(self) -> None:
+        # Every waiter loops and registers its own offset again, so one
+        # threshold (the smallest) is enough.
+        event = self._event
+        self._event = trio.Event()
+        self._wake_at = self.end + 1
+        event.set()
