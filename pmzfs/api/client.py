@@ -11,6 +11,7 @@ callers never see a duplicate folder or a double delete.  See
 from __future__ import annotations
 
 import logging
+import os
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ def _secret_of(credential: object | None) -> str | None:
     return value
 
 
-def _check_base_url(base_url: str) -> str:
+def check_api_url(base_url: str) -> str:
+    """Return ``base_url`` without a trailing slash; raises ``ValueError`` unless it is http(s)://HOST[:PORT][/PATH]."""
     parsed = urllib.parse.urlsplit(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"invalid API URL {base_url!r}: expected http://HOST[:PORT] or https://HOST[:PORT]")
@@ -103,6 +105,28 @@ def _describe_url(url: str) -> str:
     """Return the scheme, host and path of ``url``, without the query string that may hold a token."""
     parsed = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit((parsed.scheme, parsed.netloc.rpartition("@")[2], parsed.path, "", ""))
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """Return the operating system's reason behind an httpx transport error, such as "Connection refused".
+
+    Under trio the errno sits in an exception group below a generic
+    "all attempts to connect ... failed" error, so the chain is searched.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno:
+            return os.strerror(current.errno)
+        pending.extend(getattr(current, "exceptions", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return redact.redact_text(str(exc)) or type(exc).__name__
 
 
 class PremiumizeClient:
@@ -133,7 +157,7 @@ class PremiumizeClient:
         read_timeout: float = 60.0,
         upload_read_timeout: float = 600.0,
     ) -> None:
-        self.base_url = _check_base_url(base_url)
+        self.base_url = check_api_url(base_url)
         self._secret = _secret_of(credential)
         redact.register_secret(self._secret)
         self.retry = retry or RetryPolicy()
@@ -214,7 +238,7 @@ class PremiumizeClient:
             return await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             not_sent = isinstance(exc, _NOT_SENT_ERRORS)
-            reason = redact.redact_text(str(exc)) or type(exc).__name__
+            reason = _transport_reason(exc)
             log.debug(
                 "%s %s -> %s (%s) after %.3f s", method, endpoint, type(exc).__name__, reason,
                 trio.current_time() - started,
@@ -225,6 +249,7 @@ class PremiumizeClient:
                 f"{type(exc).__name__}: {reason}",
                 endpoint=endpoint,
                 maybe_applied=not not_sent,
+                reason=reason,
             )
             raise error from None
 
@@ -623,9 +648,20 @@ class PremiumizeClient:
         return [Transfer.from_json(entry) for entry in payload.get("transfers") or ()]
 
     async def transfer_retry(self, id: str) -> None:
-        """Queue failed transfer ``id`` again."""
-        # Queueing a failed transfer twice leaves it queued once, so retries are safe.
-        await self._call("POST", "transfer/retry", data={"id": id})
+        """Queue failed transfer ``id`` again.
+
+        Retrying a transfer that is no longer failed may be rejected, so
+        after an ambiguous failure the transfer list decides: a status other
+        than ``error`` means the first attempt was applied.
+        """
+
+        async def verify() -> dict[str, Any] | None:
+            for transfer in await self.transfer_list():
+                if transfer.id == id:
+                    return {} if transfer.status != "error" else None
+            return None
+
+        await self._call("POST", "transfer/retry", data={"id": id}, change=_Change(verify=verify))
 
     async def transfer_delete(self, id: str) -> None:
         """Delete the record of transfer ``id``."""

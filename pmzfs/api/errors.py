@@ -116,9 +116,11 @@ class TransportError(UnknownError):
 
     code = "transport_error"
 
-    def __init__(self, message: str = "", *, endpoint: str = "", maybe_applied: bool = True) -> None:
+    def __init__(self, message: str = "", *, endpoint: str = "", maybe_applied: bool = True, reason: str = "") -> None:
         super().__init__(message, endpoint=endpoint)
         self.maybe_applied = maybe_applied
+        # The low-level cause without the URL, such as "Connection refused".
+        self.reason = reason
 
 
 class UnexpectedRedirect(APIError):

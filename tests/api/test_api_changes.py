@@ -144,3 +144,11 @@ async def test_permanent_error_on_change_not_retried(client: PremiumizeClient, s
     with pytest.raises(errors.InvalidRequest):
         await client.folder_create("x")
     assert len(service.calls("folder/create")) == 1
+
+
+async def test_transfer_retry_timeout_checks_status(client: PremiumizeClient, service: FakeService):
+    # The fake lists transfer1 as running, so the first attempt counts as applied.
+    service.fail("transfer/retry", fail_after(httpx.ReadTimeout))
+    await client.transfer_retry("transfer1")
+    assert len(service.calls("transfer/retry")) == 1
+    assert len(service.calls("transfer/list")) == 1
