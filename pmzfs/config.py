@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 from pmzfs.cli import EXIT_USAGE, CommandError
 from pmzfs.options import MountOptions
+from pmzfs.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -550,16 +551,8 @@ def _parse_api_key_value(raw: Any, where: str) -> str:
         key = parse_api_key(raw)
     except ValueError as exc:
         raise ConfigError(f"invalid value for api_key in {where}: {exc}") from None
-    _register_secret(key)
+    register_secret(key)
     return key
-
-
-def _register_secret(value: str) -> None:
-    try:
-        from pmzfs.redact import register_secret
-    except ImportError:  # NOTE: the redaction module is optional until it lands everywhere.
-        return
-    register_secret(value)
 
 
 def _check_combination(options: MountOptions, sources: Mapping[str, str]) -> None:
