@@ -229,14 +229,22 @@ class Tree:
         """Return how long the kernel may cache ``node``'s entry and attributes.
 
         That is the time the parent's listing stays fresh, so the kernel's
-        cache and this one expire together; zero for a stale listing.
+        cache and this one expire together.  Zero for a stale listing.
         """
         if node is self.root:
             return self.dir_cache_ttl
-        listing = self._listings.get(node.parent)
+        return self.folder_timeout(node.parent)
+
+    def folder_timeout(self, inode: int) -> float:
+        """Return the seconds the cached listing of folder ``inode`` stays fresh."""
+        listing = self._listings.get(inode)
         if listing is None:
             return 0.0
         return max(0.0, listing.fetched_at + self.dir_cache_ttl - trio.current_time())
+
+    def parent(self, node: Node) -> Node:
+        """Return the folder that contains ``node`` (the root for the root)."""
+        return self._nodes.get(node.parent, self.root)
 
     def stats(self) -> dict[str, int]:
         """Return counts for memory checks: nodes, listings, listed entries."""
@@ -262,7 +270,7 @@ class Tree:
         if name == b".":
             return folder
         if name == b"..":
-            return self._nodes.get(folder.parent, self.root)
+            return self.parent(folder)
 
         listing = await self.listing(parent_inode)
         node = listing.by_name.get(name)

@@ -1,0 +1,378 @@
+"""Mounting: the checks before a mount, the FUSE session's life, readiness and signals.
+
+``check_before_mount`` runs the checks that need no network (the FUSE
+device, ``fusermount3``, the mountpoint).  ``serve`` connects to the API,
+checks the credential with ``account/info``, mounts, serves FUSE requests
+until the filesystem is unmounted or the process gets SIGINT or SIGTERM,
+and unmounts.  ``run_in_background`` forks before trio starts so the parent
+can exit once a stat of the mountpoint succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import select
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from pmzfs.api.client import PremiumizeClient
+from pmzfs.api.errors import APIError, AuthenticationFailed, UnknownError
+from pmzfs.api.models import AccountInfo
+from pmzfs.auth import Credential, CredentialError, resolve_credential
+from pmzfs.cli import EXIT_FAILURE, EXIT_OK, CommandError
+from pmzfs.fs import Operations
+from pmzfs.options import MountOptions
+from pmzfs.reader import Reader
+from pmzfs.tree import Tree
+
+log = logging.getLogger(__name__)
+
+FUSE_DEVICE = Path("/dev/fuse")
+FUSERMOUNT = "fusermount3"
+FUSE_CONF = Path("/etc/fuse.conf")
+
+READY_TIMEOUT = 120.0
+"""Seconds the parent of a background mount waits for a stat of the mountpoint to succeed."""
+
+_READY_MESSAGE = b"ready\n"
+_ERROR_PREFIX = b"error:"
+
+
+# ------------------------------------------------------------------ checks
+
+
+def mount_type_at(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """Return the filesystem type mounted at ``path`` (like ``fuse.pmzfs``), or None.
+
+    Reads the kernel's mount table instead of calling stat, which would
+    hang on a FUSE mount whose process is stuck.
+    """
+    target = os.path.realpath(path)
+    try:
+        lines = mountinfo.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        fields = before.split(" ")
+        if len(fields) < 5 or not after:
+            continue
+        # The mount table writes space, tab, newline and backslash as \ooo.
+        mounted_at = _unescape_mountinfo(fields[4])
+        if mounted_at == target:
+            return after.split(" ")[0]
+    return None
+
+
+def _unescape_mountinfo(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
+
+
+def check_fuse() -> None:
+    """Raise ``CommandError`` unless ``/dev/fuse`` exists and ``fusermount3`` is on PATH."""
+    if not FUSE_DEVICE.exists():
+        raise CommandError(
+            f"{FUSE_DEVICE} is missing; load the FUSE kernel module with `modprobe fuse`"
+            " (in a container, pass the device, e.g. docker run --device /dev/fuse)"
+        )
+    if shutil.which(FUSERMOUNT) is None:
+        raise CommandError(f"{FUSERMOUNT} not found on PATH; install the fuse3 package (apt install fuse3)")
+
+
+def check_mountpoint(mountpoint: Path, *, nonempty: bool = False) -> None:
+    """Raise ``CommandError`` unless ``mountpoint`` is an empty folder that is not a mount.
+
+    ``nonempty`` allows a folder with content, which the mount then hides.
+    """
+    mounted = mount_type_at(mountpoint)
+    if mounted is not None:
+        how = "pmzfs unmount" if mounted == "fuse.pmzfs" else "umount"
+        raise CommandError(f"{mountpoint} is already a mount point ({mounted}); unmount it first: {how} {mountpoint}")
+    if not mountpoint.exists():
+        raise CommandError(f"mountpoint {mountpoint} does not exist; create it with: mkdir -p {mountpoint}")
+    if not mountpoint.is_dir():
+        raise CommandError(f"mountpoint {mountpoint} is not a folder; pass an empty folder")
+    if nonempty:
+        return
+    try:
+        with os.scandir(mountpoint) as entries:
+            has_entries = next(entries, None) is not None
+    except PermissionError:
+        raise CommandError(f"mountpoint {mountpoint} is not readable by this user; check its owner and mode") from None
+    if has_entries:
+        raise CommandError(
+            f"mountpoint {mountpoint} is not empty; pass an empty folder, or --nonempty to hide its content while mounted"
+        )
+
+
+def check_allow_other(options: MountOptions) -> None:
+    """Raise ``CommandError`` when ``--allow-other`` cannot work for this user."""
+    if not options.allow_other or os.geteuid() == 0:
+        return
+    try:
+        lines = FUSE_CONF.read_text().splitlines()
+    except OSError:
+        lines = []
+    if not any(line.strip() == "user_allow_other" for line in lines):
+        raise CommandError(
+            f"--allow-other needs the line user_allow_other in {FUSE_CONF} when not mounting as root;"
+            " add it (as root) or mount without --allow-other"
+        )
+
+
+def check_before_mount(options: MountOptions, *, nonempty: bool = False) -> None:
+    """Run the checks that need no network, in the order a user would fix them."""
+    if options.mountpoint is None:
+        raise CommandError("no mountpoint given; run: pmzfs mount MOUNTPOINT")
+    check_mountpoint(options.mountpoint, nonempty=nonempty)
+    check_fuse()
+    check_allow_other(options)
+
+
+def fuse_mount_options(options: MountOptions) -> set[str]:
+    """Return the options for ``pyfuse3.init``: the kernel's mount options."""
+    fuse_options = {"fsname=pmzfs", "subtype=pmzfs", "default_permissions"}
+    if options.allow_other:
+        fuse_options.add("allow_other")
+    if options.read_only:
+        fuse_options.add("ro")
+    return fuse_options
+
+
+def resolve(options: MountOptions, config_api_key: str | None) -> Credential:
+    """Return the credential for the mount; raises ``CommandError`` when there is none."""
+    try:
+        return resolve_credential(api_key_file=options.api_key_file, config_api_key=config_api_key)
+    except CredentialError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _quiet_api_retries(verbose: bool) -> Iterator[None]:
+    # The check must print one line on failure, not one warning per retry
+    # first; -v shows the retries.
+    api_log = logging.getLogger("pmzfs.api")
+    previous = api_log.level
+    if not verbose:
+        api_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        api_log.setLevel(previous)
+
+
+async def check_account(client: PremiumizeClient, credential: Credential, api_url: str, verbose: bool) -> AccountInfo:
+    """Call ``account/info``; raise ``CommandError`` with one clear line when it fails."""
+    try:
+        with _quiet_api_retries(verbose):
+            return await client.account_info()
+    except AuthenticationFailed:
+        what = "access token" if credential.kind == "access_token" else "API key"
+        raise CommandError(
+            f"the API at {api_url} rejected the {what} from {credential.source} (authentication failed);"
+            " check the key, or run `pmzfs login` again"
+        ) from None
+    except UnknownError as exc:
+        raise CommandError(f"cannot reach the API at {api_url}: {exc}; check --api-url and the network") from None
+    except APIError as exc:
+        raise CommandError(f"account/info at {api_url} failed: {exc}") from None
+
+
+# ---------------------------------------------------------------- serving
+
+
+async def serve(options: MountOptions, credential: Credential, *, on_ready: Callable[[], None] | None = None) -> int:
+    """Mount the account at ``options.mountpoint`` and serve it until unmounted.
+
+    Checks the credential first (``CommandError`` on failure, before any
+    mount exists).  Returns the exit code: 0 after an unmount by
+    ``fusermount3 -u``, SIGINT or SIGTERM.  ``on_ready`` runs once a stat
+    of the mountpoint succeeds.
+    """
+    mountpoint = options.mountpoint
+    assert mountpoint is not None
+    try:
+        client = PremiumizeClient(options.api_url, credential, concurrency=options.api_concurrency, rate=options.api_rate)
+    except ValueError as exc:
+        raise CommandError(f"invalid API URL {options.api_url!r}: {exc}") from None
+
+    async with client:
+        info = await check_account(client, credential, options.api_url, options.verbose)
+        tree = Tree(
+            client,
+            root_inode=pyfuse3.ROOT_INODE,
+            dir_cache_ttl=options.dir_cache_ttl,
+            negative_ttl=options.negative_ttl,
+        )
+        tree.set_account_info(info)
+        reader = Reader(
+            memory_limit=options.readahead_memory,
+            max_window=options.readahead_max,
+            connections_per_file=options.connections_per_file,
+        )
+        async with reader:
+            operations = Operations(tree, reader, options)
+            return await _run_session(operations, options, on_ready)
+
+
+async def _run_session(operations: Operations, options: MountOptions, on_ready: Callable[[], None] | None) -> int:
+    mountpoint = options.mountpoint
+    try:
+        pyfuse3.init(operations, os.fspath(mountpoint), fuse_mount_options(options))
+    except RuntimeError as exc:
+        raise CommandError(f"mounting {mountpoint} failed: {exc}; check that it is an empty folder you may write to") from None
+    log.info("mounted %s at %s", options.api_url, mountpoint)
+
+    exit_code = EXIT_OK
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_stop_on_signal)
+            nursery.start_soon(_announce_ready, mountpoint, on_ready)
+            nursery.start_soon(_serve_status, mountpoint, operations.status)
+            try:
+                await pyfuse3.main()
+            except Exception:
+                log.exception("the FUSE session of %s failed; unmounting", mountpoint)
+                exit_code = EXIT_FAILURE
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await operations.close_all()
+        pyfuse3.close(unmount=True)
+        log.info("unmounted %s", mountpoint)
+    return exit_code
+
+
+async def _stop_on_signal(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        stopping = False
+        async for number in signals:
+            name = signal.Signals(number).name
+            if stopping:
+                log.info("received %s again; still unmounting", name)
+                continue
+            log.info("received %s; unmounting", name)
+            stopping = True
+            pyfuse3.terminate()
+
+
+async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
+    # The stat goes through the kernel to this process's own FUSE loop, so
+    # it runs in a worker thread while the loop keeps serving.
+    try:
+        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+    except OSError as exc:
+        log.error("stat of the mountpoint %s failed (%s); unmounting", mountpoint, exc)
+        pyfuse3.terminate()
+        return
+    log.debug("stat of the mountpoint %s succeeded; the mount is ready", mountpoint)
+    from pmzfs.notify import notify_ready
+
+    notify_ready()
+    if on_ready is not None:
+        on_ready()
+
+
+async def _serve_status(mountpoint: Path, get_status: Callable[[], dict]) -> None:
+    from pmzfs.status import StatusError, serve_status
+
+    try:
+        await serve_status(mountpoint, get_status)
+    except (StatusError, OSError) as exc:
+        log.warning("`pmzfs status %s` will not work: %s", mountpoint, exc)
+
+
+# -------------------------------------------------------- background mode
+
+
+def run_in_background(mount: Callable[[Callable[[], None]], int], mountpoint: Path) -> int:
+    """Fork; the child runs ``mount(on_ready)``, the parent waits until it is ready.
+
+    Call this before trio or any thread starts.  The parent returns 0 once
+    the child calls ``on_ready``, or raises ``CommandError`` with the
+    child's error line.  The child leaves the session and the working
+    folder, points its standard streams at /dev/null and never returns.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(write_fd)
+        return _wait_for_child(read_fd, pid, mountpoint)
+
+    os.close(read_fd)
+    exit_code = EXIT_FAILURE
+    try:
+        os.setsid()
+        os.chdir("/")
+        _redirect_standard_streams()
+
+        def on_ready() -> None:
+            _send(write_fd, _READY_MESSAGE)
+
+        exit_code = mount(on_ready)
+    except CommandError as exc:
+        _send(write_fd, _ERROR_PREFIX + f"{exc.exit_code}:{exc}\n".encode())
+        exit_code = exc.exit_code
+    except BaseException as exc:  # so that the finally clause below reaches os._exit
+        log.exception("the background mount of %s failed", mountpoint)
+        _send(write_fd, _ERROR_PREFIX + f"{EXIT_FAILURE}:the mount failed: {exc!r}\n".encode())
+    finally:
+        logging.shutdown()
+        os._exit(exit_code)
+
+
+def _send(fd: int, message: bytes) -> None:
+    try:
+        os.write(fd, message)
+        os.close(fd)
+    except OSError:
+        pass  # the parent has exited, so nobody reads the message
+
+
+def _redirect_standard_streams() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _wait_for_child(read_fd: int, pid: int, mountpoint: Path) -> int:
+    deadline = time.monotonic() + READY_TIMEOUT
+    received = b""
+    try:
+        while b"\n" not in received:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommandError(
+                    f"the mount of {mountpoint} was not ready within {READY_TIMEOUT:.0f} s;"
+                    f" process {pid} keeps trying, see its log (syslog or --log-file)"
+                )
+            readable, _, _ = select.select([read_fd], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(read_fd)
+
+    if received.startswith(_READY_MESSAGE):
+        return EXIT_OK
+    os.waitpid(pid, 0)
+    if received.startswith(_ERROR_PREFIX):
+        code_text, _, message = received[len(_ERROR_PREFIX) :].decode("utf-8", "replace").partition(":")
+        raise CommandError(message.strip(), int(code_text) if code_text.isdigit() else EXIT_FAILURE)
+    raise CommandError(
+        f"the mount process exited before {mountpoint} was mounted; run the same command with --foreground to see why"
+    )
