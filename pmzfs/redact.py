@@ -82,9 +82,15 @@ def _redact_value(value: object) -> object:
         return redact_text(value.decode("utf-8", "replace"))
     if isinstance(value, (int, float, bool)) or value is None:
         return value
-    # Objects such as httpx.URL or exceptions: format them now, masked, so
-    # the handler never formats the original.
-    return redact_text(str(value))
+    # Objects such as httpx.URL or exceptions stay as they are unless their
+    # text contains a secret; then the masked text replaces them, so the
+    # handler never formats the original (a %r then shows it quoted).
+    try:
+        text = str(value)
+    except Exception:
+        return value
+    masked = redact_text(text)
+    return value if masked == text else masked
 
 
 class RedactingFilter(logging.Filter):
