@@ -61,8 +61,9 @@ SYSTEM_CONFIG_PATH = Path("/etc/pmzfs/config.toml")
 MOUNTS_SECTION = "mounts"
 API_KEY = "api_key"
 
-# PMZFS_* variables that other parts of pmzfs read; they are not mount options.
-OTHER_ENV_NAMES = frozenset({"PMZFS_API_KEY", CONFIG_ENV})
+# PMZFS_* variables that other parts of pmzfs (credentials, login, the
+# benchmarks) read; they are not mount options.
+OTHER_ENV_NAMES = frozenset({"PMZFS_API_KEY", "PMZFS_CLIENT_ID", "PMZFS_BENCH_DIR", CONFIG_ENV})
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
@@ -233,6 +234,8 @@ class OptionSpec:
     metavar: str
     help: str
     is_path: bool = False
+    # Shown in place of a default that is None.
+    unset_text: str = "none"
 
     @property
     def flag(self) -> str:
@@ -249,18 +252,18 @@ class OptionSpec:
 
 OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("api_url", parse_url, "URL", "base URL of the premiumize API"),
-    OptionSpec("api_key_file", parse_path, "FILE", "file whose first line is the API key", is_path=True),
+    OptionSpec("api_key_file", parse_path, "FILE", "file whose first line is the API key", is_path=True, unset_text="none, so PMZFS_API_KEY, the config file's api_key or the token of pmzfs login is used"),
     OptionSpec("cache_dir", parse_path, "DIR", "folder for staged uploads and state kept across restarts", is_path=True),
     OptionSpec("dir_cache_ttl", parse_seconds, "SECONDS", "seconds a folder listing is trusted before it is fetched again"),
     OptionSpec("negative_ttl", parse_seconds, "SECONDS", "seconds a name that was not found stays remembered as missing"),
     OptionSpec("allow_other", parse_bool, "", "let other users (such as a media server's) access the mount"),
-    OptionSpec("uid", parse_uid, "USER", "owner shown for every file: a user name or numeric id (default: the mounting user)"),
-    OptionSpec("gid", parse_gid, "GROUP", "group shown for every file: a group name or numeric id (default: the mounting user's group)"),
+    OptionSpec("uid", parse_uid, "USER", "owner shown for every file: a user name or numeric id", unset_text="the mounting user"),
+    OptionSpec("gid", parse_gid, "GROUP", "group shown for every file: a group name or numeric id", unset_text="the mounting user's group"),
     OptionSpec("umask", parse_umask, "OCTAL", "permission bits removed from the mode of every file and folder"),
     OptionSpec("read_only", parse_bool, "", "mount read-only: no uploads, renames or deletes"),
     OptionSpec("foreground", parse_bool, "", "stay in the foreground instead of running as a daemon"),
     OptionSpec("verbose", parse_bool, "", "log debug messages, including one line per HTTP request"),
-    OptionSpec("log_file", parse_path, "FILE", "also write the log to this file", is_path=True),
+    OptionSpec("log_file", parse_path, "FILE", "also write the log to this file, rotated at 10 MiB", is_path=True),
     OptionSpec("readahead_memory", parse_size, "SIZE", "bytes of read-ahead that all open files together may hold in memory"),
     OptionSpec("readahead_max", parse_size, "SIZE", "largest read-ahead window of one file, in bytes"),
     OptionSpec("connections_per_file", parse_count, "N", "parallel range requests one file's read-ahead may have open"),
@@ -279,7 +282,7 @@ def _format_default(spec: OptionSpec) -> str:
     else:
         default = field.default
     if default is None:
-        return "none"
+        return spec.unset_text
     if spec.parse is parse_size:
         return format_size(default)
     if spec.parse is parse_umask:

@@ -65,7 +65,7 @@ class FstabOptionError(ValueError):
 
 
 def _accepted_names() -> str:
-    names = ["ro", "config="]
+    names = ["ro", "nonempty", "config="]
     for spec in OPTION_SPECS:
         if spec.name in REJECTED:
             continue
@@ -92,6 +92,8 @@ def translate_options(option_string: str, *, sloppy: bool = False) -> tuple[list
             raise FstabOptionError(f"mount option {option!r} is not allowed in fstab: {REJECTED[key]}")
         elif key == "config":
             flags += ["--config", _checked_path(option, value, has_value)]
+        elif option == "nonempty":
+            flags.append("--nonempty")
         elif key in SPECS_BY_NAME:
             flags += _translate_known(SPECS_BY_NAME[key].name, option, value, has_value)
         elif sloppy:

@@ -13,7 +13,7 @@ from pmzfs.commands.fstab import FstabOptionError, build_mount_command, main, tr
 def test_mount_options_map_to_flags():
     flags, ignored = translate_options(
         "allow_other,ro,uid=0,gid=root,umask=027,cache_dir=/var/cache/pmzfs,dir_cache_ttl=120,"
-        "api_key_file=/etc/pmzfs/key,config=/etc/pmzfs/config.toml"
+        "api_key_file=/etc/pmzfs/key,config=/etc/pmzfs/config.toml,nonempty"
     )
     assert flags == [
         "--allow-other",
@@ -25,6 +25,7 @@ def test_mount_options_map_to_flags():
         "--dir-cache-ttl", "120",
         "--api-key-file", "/etc/pmzfs/key",
         "--config", "/etc/pmzfs/config.toml",
+        "--nonempty",
     ]
     assert ignored == []
 
@@ -50,7 +51,7 @@ def test_relative_paths_become_absolute(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ("noexec", "unknown mount option 'noexec'; pmzfs accepts: ro, config=, api_url="),
+        ("noexec", "unknown mount option 'noexec'; pmzfs accepts: ro, nonempty, config=, api_url="),
         ("uid=no-such-user-pmzfs", "invalid mount option 'uid=no-such-user-pmzfs': no user named"),
         ("umask=999", "invalid mount option 'umask=999': expected octal digits"),
         ("dir_cache_ttl=-5", "invalid mount option 'dir_cache_ttl=-5': expected a number of seconds"),
