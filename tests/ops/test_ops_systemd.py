@@ -68,6 +68,9 @@ def test_unit_key_settings(unit):
     assert "Type=notify" in lines
     assert f"ExecStart={pmzfs} mount %f --foreground" in lines
     assert f"ExecStop={pmzfs} unmount %f" in lines
+    assert lines.index(f"ExecStop={pmzfs} unmount %f") + 1 == lines.index(
+        "ExecStop=/bin/sh -c 'while kill -0 \"$MAINPID\" 2>/dev/null; do sleep 1; done'"
+    )
     assert "Restart=on-failure" in lines
     assert "RestartPreventExitStatus=2" in lines
     assert "After=network-online.target" in lines
