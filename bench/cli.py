@@ -95,7 +95,10 @@ def _mount(system: str, scenario: str, server: ServerControl, work_dir: Path, lo
         cache_dir.mkdir(parents=True)
         from bench.server import API_KEY
 
-        return pmzfs_mount(mountpoint, api_url=server.base_url, api_key=API_KEY, cache_dir=cache_dir, log_path=log_path)
+        return pmzfs_mount(
+            mountpoint, api_url=server.base_url, api_key=API_KEY, cache_dir=cache_dir,
+            config_path=work_dir / "pmzfs-config.toml", log_path=log_path,
+        )
     return rclone_mount(mountpoint, index_url=server.index_url, config_path=work_dir / "rclone.conf", log_path=log_path)
 
 

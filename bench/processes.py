@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 10.0
 # Seconds a mount may take to appear.
 MOUNT_TIMEOUT = 30.0
+# Tries of a plain unmount, half a second apart, before a lazy one.
+UNMOUNT_ATTEMPTS = 10
 
 
 class BenchError(Exception):
@@ -84,11 +86,18 @@ def _wait_for_mount(mountpoint: Path, process: subprocess.Popen, log_path: Path)
 
 def unmount(mountpoint: Path) -> None:
     """Unmount a FUSE mount this harness made; lazily if it stays busy."""
-    if not os.path.ismount(mountpoint):
-        return
-    result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=30)
-    if result.returncode != 0 and os.path.ismount(mountpoint):
-        log.warning("unmounting %s failed (%s); detaching it lazily", mountpoint, result.stderr.strip())
+    error = ""
+    for _attempt in range(UNMOUNT_ATTEMPTS):
+        if not os.path.ismount(mountpoint):
+            return
+        result = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True, text=True, timeout=30)
+        if result.returncode == 0:
+            return
+        error = result.stderr.strip()
+        # Busy: a reader thread of a measure that hit its deadline may still be closing.
+        time.sleep(0.5)
+    if os.path.ismount(mountpoint):
+        log.warning("unmounting %s failed (%s); detaching it lazily", mountpoint, error)
         subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True, timeout=30)
 
 
@@ -108,11 +117,18 @@ def _mounted(system: str, argv: list[str], mountpoint: Path, log_path: Path, env
             stop_process(process)
 
 
-def pmzfs_mount(mountpoint: Path, *, api_url: str, api_key: str, cache_dir: Path, log_path: Path) -> contextlib.AbstractContextManager[Mount]:
-    """Mount pmzfs in the foreground against ``api_url``."""
+def pmzfs_mount(
+    mountpoint: Path, *, api_url: str, api_key: str, cache_dir: Path, config_path: Path, log_path: Path
+) -> contextlib.AbstractContextManager[Mount]:
+    """Mount pmzfs in the foreground against ``api_url`` with default options.
+
+    ``config_path`` is an empty config file, so a config file of the user
+    running the benchmark cannot change the settings under test.
+    """
+    config_path.touch()
     argv = [
         sys.executable, "-m", "pmzfs", "mount", str(mountpoint),
-        "--foreground", "--api-url", api_url, "--cache-dir", str(cache_dir),
+        "--foreground", "--api-url", api_url, "--cache-dir", str(cache_dir), "--config", str(config_path),
     ]
     env = dict(os.environ, PMZFS_API_KEY=api_key)
     return _mounted("pmzfs", argv, mountpoint, log_path, env)

@@ -73,42 +73,30 @@ class BenchRequestHandler(RequestHandler):
     """The emulator's request handler plus the HTML index under ``/bench-http/``."""
 
     # NOTE: this overrides the private _dispatch of pmzfs.emulator.handler and
-    # calls its _wait_link_latency and _serve_file, so that file bytes take
-    # exactly the emulator's code path. A rename there breaks this class.
+    # hands files to its _handle_link, so that file bytes take exactly the
+    # emulator's code path. A rename there breaks this class.
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
         if not path.startswith(INDEX_PREFIX):
             super()._dispatch(method)
             return
+        entry_id = self.emu.state.find(unquote(path[len(INDEX_PREFIX) :]))
+        file = self.emu.state.find_file(entry_id) if entry_id is not None else None
+        if file is not None:
+            # A fresh signed link of the file, as folder/list would hand out.
+            self.path = self.emu.signer.link_path(file.id, file.name, int(time.time()))
+            super()._dispatch(method)
+            return
         self._response_started = False
-        first_on_connection = self._requests_on_connection == 0
         self._requests_on_connection += 1
         try:
-            self._handle_index(method, unquote(path[len(INDEX_PREFIX) :]), first_on_connection)
+            if entry_id is None or method not in ("GET", "HEAD"):
+                self._send_plain(HTTPStatus.NOT_FOUND, "not found\n")
+            else:
+                self._send_folder_page(entry_id)
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
             log.debug("client %s went away: %s", self.address_string(), exc)
             self.close_connection = True
-
-    def _handle_index(self, method: str, relative: str, first_on_connection: bool) -> None:
-        emu = self.emu
-        entry_id = emu.state.find(relative)
-        if entry_id is None or method not in ("GET", "HEAD"):
-            self._send_plain(HTTPStatus.NOT_FOUND, "not found\n")
-            return
-        file = emu.state.find_file(entry_id)
-        if file is None:
-            self._send_folder_page(entry_id)
-            return
-        self._wait_link_latency(first_on_connection)
-        emu.counters.count_link_request(file.id)
-        self._serve_file(
-            emu.state.blob_dir / file.id,
-            file.size,
-            file.mime_type,
-            etag=f'"{file.id}-{file.size}"',
-            modified=file.created_at,
-            count_as=file.id,
-        )
 
     def _send_folder_page(self, folder_id: str) -> None:
         INDEX_PAGES.add()
@@ -143,10 +131,11 @@ def seed_dataset(emu: Emulator, sizes: Sizes, cache_dir: Path) -> None:
         folder, _, name = spec.path.rpartition("/")
         folder_id = _ensure_folder(emu, folders, folder) if folder else folders[""]
         if spec.video:
-            temporary = emu.state.new_temporary_path()
-            grow_mp4(ensure_source(cache_dir, sizes.video_seconds), temporary, spec.size)
-            probe_duration(temporary)
-            emu.state.adopt_file(folder_id, name, temporary)
+            video = cache_dir / f"movie-{spec.size}.mp4"
+            if not video.exists():
+                grow_mp4(ensure_source(cache_dir, sizes.video_seconds), video, spec.size)
+                probe_duration(video)
+            emu.state.add_file(folder_id, name, video)
         else:
             emu.state.add_file(folder_id, name, (spec.size, spec.path))
     log.info("seeded the dataset in %.1f s", time.monotonic() - started)
@@ -199,10 +188,10 @@ def serve(emu: Emulator) -> None:
         sys.stdout.flush()
 
 
-def open_state(work_dir: Path, sizes: Sizes) -> tuple[Path, bool]:
+def open_state(work_dir: Path, sizes: Sizes, *, discard: bool = False) -> tuple[Path, bool]:
     """Return the state folder for ``sizes`` and whether it still needs seeding."""
     state_dir = work_dir / f"emulator-{dataset.layout_key(sizes)}"
-    if (state_dir / SEEDED_MARKER).exists():
+    if (state_dir / SEEDED_MARKER).exists() and not discard:
         return state_dir, False
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
@@ -217,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     sizes = Sizes.from_json(json.loads(args.sizes))
     state_dir, needs_seeding = open_state(args.work_dir, sizes)
-    emu = Emulator(state_dir=state_dir, options=EmulatorOptions(api_key=API_KEY))
+    options = EmulatorOptions(api_key=API_KEY)
+    try:
+        emu = Emulator(state_dir=state_dir, options=options)
+    except ValueError as exc:
+        # A state saved by an older emulator: seed a new one.
+        log.warning("%s; seeding the dataset again", exc)
+        state_dir, needs_seeding = open_state(args.work_dir, sizes, discard=True)
+        emu = Emulator(state_dir=state_dir, options=options)
     if needs_seeding:
         seed_dataset(emu, sizes, args.work_dir / "video")
         emu.state.save()
