@@ -21,10 +21,9 @@ class _ErrorCollector(logging.Handler):
 
 
 @pytest.fixture
-def expected_errors():
-    """Allow ERROR records in this test; returns the list they collect in."""
-    allowed: list[logging.LogRecord] = []
-    return allowed
+def expected_errors(fail_on_error_logs):
+    """Allow ERROR records in this test; returns the list they collect in, filled as they happen."""
+    return fail_on_error_logs.records
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +34,6 @@ def fail_on_error_logs(request):
     yield collector
     logger.removeHandler(collector)
     if "expected_errors" in request.fixturenames:
-        request.getfixturevalue("expected_errors").extend(collector.records)
         return
     if collector.records:
         lines = "\n".join(f"{r.name}: {r.getMessage()}" for r in collector.records)
