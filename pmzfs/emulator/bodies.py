@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -24,6 +24,10 @@ _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 # Percent escapes that browsers and httpx write into multipart names and
 # filenames for a quote and control characters (the HTML form encoding).
 _FORM_ESCAPE = re.compile(r"%(22|[01][0-9A-Fa-f])")
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
 
 
 class BodyError(Exception):
@@ -126,7 +130,7 @@ class _Part:
 def parse_multipart(
     chunks: Iterator[bytes],
     boundary: bytes,
-    open_file: Callable[[str, str], BinaryIO | None],
+    open_file: Callable[[str, str], Writable | None],
 ) -> dict[str, str]:
     """Parse a multipart body, streaming file parts to the writers ``open_file`` returns.
 
@@ -141,7 +145,7 @@ def parse_multipart(
     header_value = bytearray()
     headers: dict[str, str] = {}
     part = _Part()
-    writer: list[BinaryIO | None] = [None]
+    writer: list[Writable | None] = [None]
 
     def decode(raw: bytes | bytearray, what: str) -> str:
         try:

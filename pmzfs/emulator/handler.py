@@ -88,6 +88,9 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in separate writes; without TCP_NODELAY,
+        # Nagle's algorithm and the client's delayed ACK stall each response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.emu: Emulator = self.server.emulator
         self.emu.counters.count_connection()
         self.server.open_connections.add(self.connection)
@@ -343,7 +346,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
             return
         self._serve_file(
-            emu.state.blob_dir / file.id,
+            emu.state.blob_dir / file.blob,
             file.size,
             file.mime_type,
             etag=f'"{file.id}-{file.size}"',

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -24,6 +26,18 @@ from pmzfs.emulator.uploads import UploadSlot, UploadSlots
 from pmzfs.emulator.zips import Zips
 
 log = logging.getLogger(__name__)
+
+
+class _HashingWriter:
+    """A binary writer that computes the SHA-256 of what passes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
 
 
 class Emulator:
@@ -80,7 +94,7 @@ class Emulator:
         self.port = self._server.server_address[1]
         self.state.start_saver()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="emulator-http", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="emulator-http", daemon=True
         )
         self._thread.start()
         log.info("emulator listening on %s with state in %s", self.base_url, self.state_dir)
@@ -89,7 +103,15 @@ class Emulator:
     def stop(self) -> None:
         """Stop serving, close client connections, save the state; remove it if temporary."""
         if self._server is not None:
-            self._server.shutdown()
+            stopper = threading.Thread(target=self._server.shutdown, name="emulator-stop")
+            stopper.start()
+            # A connection wakes the serve loop's select(), so it sees the
+            # shutdown request now instead of after its poll interval.
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+            except OSError:
+                pass
+            stopper.join()
             self._server.close_open_connections()
             self._server.server_close()
             if self._thread is not None:
@@ -159,12 +181,13 @@ class Emulator:
         received: dict[str, str] = {}
         try:
             with open(temporary, "wb") as out:
+                writer = _HashingWriter(out)
 
-                def open_file(field: str, filename: str) -> BinaryIO | None:
+                def open_file(field: str, filename: str) -> _HashingWriter | None:
                     if field != "file" or "name" in received:
                         return None
                     received["name"] = filename
-                    return out
+                    return writer
 
                 fields = parse_multipart(iter_body(rfile, headers), boundary, open_file)
             token = fields.get("token")
@@ -176,7 +199,11 @@ class Emulator:
                 raise invalid_request("the upload has no 'file' field with a filename")
             validate_name(received["name"])
             file_id = self.state.adopt_file(
-                slot.folder_id, received["name"], temporary, space_limit=self.options.space_limit
+                slot.folder_id,
+                received["name"],
+                temporary,
+                "sha256-" + writer.digest.hexdigest(),
+                space_limit=self.options.space_limit,
             )
         finally:
             temporary.unlink(missing_ok=True)

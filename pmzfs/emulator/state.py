@@ -2,8 +2,11 @@
 
 Metadata lives in memory and is saved as ``state.json`` in the state
 directory (written to a temporary file, then renamed over the old one).
-File contents live in ``blobs/<file id>``.  Ids are random strings that the
-store generates, so no disk path is ever built from a user-supplied name.
+File contents live in ``blobs/`` under a name derived from the content
+(its SHA-256), so files with equal content share one blob and seeding
+thousands of small files writes few.  Blob names and ids come from the
+store itself, never from a user-supplied name, so no name can reach a path
+outside the state directory.
 
 Saves are batched: a change marks the store dirty and a background thread
 saves it at most every ``SAVE_INTERVAL`` seconds, and ``close`` saves the
@@ -14,6 +17,7 @@ changes of its last ``SAVE_INTERVAL`` seconds.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pmzfs.emulator.content import mime_type_for, write_generated
 from pmzfs.emulator.errors import ServiceError, invalid_request, not_found
@@ -62,6 +66,9 @@ class File:
     folder_id: str
     size: int
     created_at: int
+    # Name of the content in blobs/: "sha256-<hex>" of the bytes, or
+    # "gen-<hex>" of the seed and size of generated content.
+    blob: str
 
     @property
     def mime_type(self) -> str:
@@ -111,6 +118,8 @@ class StateStore:
         self._by_name: dict[str, dict[str, list[str]]] = {}
         self._by_folded: dict[str, Counter[str]] = {}
         self._space_used = 0
+        # Number of files that share each blob.
+        self._blob_refs: Counter[str] = Counter()
         # Other components keep JSON-serializable records here (transfers,
         # OAuth tokens, flags) and call mark_dirty after a change.
         self.extra: dict[str, Any] = {}
@@ -179,10 +188,10 @@ class StateStore:
                 self._dirty = False
             target = self.directory / STATE_FILE
             temporary = self.tmp_dir / f"{STATE_FILE}.{new_id()}"
+            # No fsync: the rename keeps the file whole after a crash of
+            # the process, and the emulator need not survive a power loss.
             with open(temporary, "w", encoding="utf-8") as out:
                 out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
             os.replace(temporary, target)
 
     def _load(self) -> None:
@@ -208,6 +217,7 @@ class StateStore:
         for file in files:
             self._files[file.id] = file
             self._space_used += file.size
+            self._blob_refs[file.blob] += 1
         # Link children in their saved order, so listings keep their order.
         for folder_id, entry_ids in children.items():
             for entry_id in entry_ids:
@@ -216,7 +226,7 @@ class StateStore:
 
     def _remove_orphan_blobs(self) -> None:
         for blob in self.blob_dir.iterdir():
-            if blob.name not in self._files:
+            if blob.name not in self._blob_refs:
                 blob.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ indexes
@@ -377,9 +387,11 @@ class StateStore:
             return self._space_used
 
     def file_path(self, file_id: str) -> Path:
-        """Return the path of a file's content on disk."""
-        self.file(file_id)
-        return self.blob_dir / file_id
+        """Return the path of a file's content on disk.
+
+        Files with equal content share one path, so never write to it.
+        """
+        return self.blob_dir / self.file(file_id).blob
 
     def file_bytes(self, file_id: str) -> bytes:
         """Return a file's whole content."""
@@ -428,52 +440,100 @@ class StateStore:
             folder = self.folder(self.root_id if folder_id is None else folder_id)
             if check_names:
                 self._check_name_free(folder.id, name)
+        if isinstance(content, bytes | bytearray | memoryview):
+            key = "sha256-" + hashlib.sha256(content).hexdigest()
+            size = len(content)
+            write: Callable[[BinaryIO], None] = lambda out: out.write(content)
+        elif isinstance(content, Path):
+            key, size = self._hash_file(content)
+            write = lambda out: _copy_into(content, out)
+        elif isinstance(content, tuple) and len(content) == 2:
+            size, seed = content
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(f"generated content size must be an int >= 0, not {size!r}")
+            key = "gen-" + hashlib.sha256(f"{seed}:{size}".encode()).hexdigest()
+            write = lambda out: write_generated(out, seed, size)
+        else:
+            raise TypeError(f"content must be bytes, a Path or (size, seed), not {type(content).__name__}")
+        with self.lock:
+            if self._blob_refs[key] > 0:
+                return self._insert_file(folder_id, name, key, size, space_limit, check_names)
         temporary = self.new_temporary_path()
         try:
-            if isinstance(content, bytes | bytearray | memoryview):
-                temporary.write_bytes(content)
-            elif isinstance(content, Path):
-                shutil.copyfile(content, temporary)
-            elif isinstance(content, tuple) and len(content) == 2:
-                size, seed = content
-                if not isinstance(size, int) or size < 0:
-                    raise ValueError(f"generated content size must be an int >= 0, not {size!r}")
-                with open(temporary, "wb") as out:
-                    write_generated(out, seed, size)
-            else:
-                raise TypeError(f"content must be bytes, a Path or (size, seed), not {type(content).__name__}")
-            return self.adopt_file(folder_id, name, temporary, space_limit=space_limit, check_names=check_names)
+            with open(temporary, "wb") as out:
+                write(out)
+            return self.adopt_file(
+                folder_id, name, temporary, key, space_limit=space_limit, check_names=check_names
+            )
         finally:
             temporary.unlink(missing_ok=True)
+
+    @staticmethod
+    def _hash_file(path: Path) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as source:
+            while chunk := source.read(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+        return "sha256-" + digest.hexdigest(), size
 
     def adopt_file(
         self,
         folder_id: str | None,
         name: str,
         temporary: Path,
+        blob_key: str | None = None,
         *,
         space_limit: int | None = None,
         check_names: bool = True,
     ) -> str:
-        """Add a file whose content was written to ``temporary`` (moved into the store)."""
+        """Add a file whose content was written to ``temporary``; return its id.
+
+        ``blob_key`` names the content (``sha256-<hex digest>``); without it
+        the file is hashed.  The temporary file is moved into the store, or
+        left for the caller to remove when the store already has the content.
+        """
         validate_name(name)
-        size = temporary.stat().st_size
+        if blob_key is None:
+            blob_key, size = self._hash_file(temporary)
+        else:
+            size = temporary.stat().st_size
         with self.lock:
-            folder = self.folder(self.root_id if folder_id is None else folder_id)
-            if check_names:
-                self._check_name_free(folder.id, name)
-            if space_limit is not None and self._space_used + size > space_limit:
-                raise ServiceError(
-                    "account_limit_reached",
-                    f"storing {size} bytes would exceed the space limit of {space_limit} bytes",
-                )
-            file = File(new_id(), name, folder.id, size, int(time.time()))
-            os.replace(temporary, self.blob_dir / file.id)
-            self._files[file.id] = file
-            self._link(folder.id, file.id, name)
-            self._space_used += size
-            self._dirty = True
-            return file.id
+            if self._blob_refs[blob_key] == 0:
+                os.replace(temporary, self.blob_dir / blob_key)
+            try:
+                return self._insert_file(folder_id, name, blob_key, size, space_limit, check_names)
+            finally:
+                if self._blob_refs[blob_key] == 0:
+                    (self.blob_dir / blob_key).unlink(missing_ok=True)
+
+    def _insert_file(
+        self, folder_id: str | None, name: str, blob_key: str, size: int, space_limit: int | None, check_names: bool
+    ) -> str:
+        """Record a file whose blob is in place; the caller holds the lock."""
+        folder = self.folder(self.root_id if folder_id is None else folder_id)
+        if check_names:
+            self._check_name_free(folder.id, name)
+        if space_limit is not None and self._space_used + size > space_limit:
+            raise ServiceError(
+                "account_limit_reached",
+                f"storing {size} bytes would exceed the space limit of {space_limit} bytes",
+            )
+        file = File(new_id(), name, folder.id, size, int(time.time()), blob_key)
+        self._files[file.id] = file
+        self._blob_refs[blob_key] += 1
+        self._link(folder.id, file.id, name)
+        self._space_used += size
+        self._dirty = True
+        return file.id
+
+    def _release_blob(self, blob_key: str) -> None:
+        """Drop one reference to a blob and delete it with the last; the caller holds the lock."""
+        self._blob_refs[blob_key] -= 1
+        if self._blob_refs[blob_key] <= 0:
+            del self._blob_refs[blob_key]
+            (self.blob_dir / blob_key).unlink(missing_ok=True)
 
     def rename(self, entry_id: str, name: str, *, kind: str) -> None:
         """Rename a file (``kind="file"``) or a folder (``kind="folder"``)."""
@@ -495,8 +555,8 @@ class StateStore:
             self._unlink(file.folder_id, file.id, file.name)
             del self._files[file.id]
             self._space_used -= file.size
+            self._release_blob(file.blob)
             self._dirty = True
-        (self.blob_dir / file_id).unlink(missing_ok=True)
 
     def delete_folder(self, folder_id: str) -> None:
         """Delete a folder and everything in it."""
@@ -514,12 +574,12 @@ class StateStore:
                     (doomed_files if entry in self._files else stack).append(entry)
             self._unlink(folder.parent_id, folder.id, folder.name)
             for file_id in doomed_files:
-                self._space_used -= self._files.pop(file_id).size
+                file = self._files.pop(file_id)
+                self._space_used -= file.size
+                self._release_blob(file.blob)
             for current in doomed_folders:
                 del self._folders[current], self._children[current], self._by_name[current], self._by_folded[current]
             self._dirty = True
-        for file_id in doomed_files:
-            (self.blob_dir / file_id).unlink(missing_ok=True)
 
     def move(self, target_id: str, file_ids: list[str], folder_ids: list[str]) -> None:
         """Move files and folders into a target folder, keeping their ids.
@@ -548,3 +608,8 @@ class StateStore:
                     entry.parent_id = target.id
                 self._link(target.id, entry.id, entry.name)
             self._dirty = True
+
+
+def _copy_into(source: Path, out: BinaryIO) -> None:
+    with open(source, "rb") as data:
+        shutil.copyfileobj(data, out, 1024 * 1024)

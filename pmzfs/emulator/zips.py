@@ -114,7 +114,7 @@ class Zips:
                 info = zipfile.ZipInfo(path, time.gmtime(max(file.created_at, 315532800))[:6])
                 info.file_size = file.size
                 try:
-                    source = open(self.emu.state.blob_dir / file.id, "rb")
+                    source = open(self.emu.state.blob_dir / file.blob, "rb")
                 except FileNotFoundError:
                     raise not_found(f"file {file.id!r} was deleted while the zip was written") from None
                 with source, archive.open(info, "w", force_zip64=file.size > 2**31) as out:

@@ -61,3 +61,163 @@ def test_folder_id_rejected_as_file_id(api, emulator):
     assert error_code(api.get("/api/folder/list", params={"id": file_id})) == "not_found"
     assert error_code(api.post("/api/item/delete", data={"id": folder_id})) == "not_found"
     assert error_code(api.post("/api/folder/delete", data={"id": file_id})) == "not_found"
+
+
+def test_folder_rename_and_item_rename(api, emulator):
+    folder_id = emulator.state.create_folder(None, "old folder")
+    file_id = emulator.state.add_file(folder_id, "old.txt", b"x")
+    ok(api.post("/api/folder/rename", data={"id": folder_id, "name": "new folder"}))
+    ok(api.post("/api/item/rename", data={"id": file_id, "name": "new.txt"}))
+    assert emulator.state.find("new folder/new.txt") == file_id
+    assert emulator.state.find("old folder") is None
+
+
+def test_folder_delete_is_recursive(api, emulator, anonymous):
+    top = emulator.state.create_folder(None, "top")
+    middle = emulator.state.create_folder(top, "middle")
+    file_id = emulator.state.add_file(middle, "deep.txt", b"deep")
+    link = ok(api.get("/api/item/details", params={"id": file_id}))["link"]
+    ok(api.post("/api/folder/delete", data={"id": top}))
+    assert error_code(api.get("/api/folder/list", params={"id": middle})) == "not_found"
+    assert error_code(api.get("/api/item/details", params={"id": file_id})) == "not_found"
+    assert anonymous.get(link).status_code == 404
+    assert ok(api.get("/api/account/info"))["space_used"] == 0
+
+
+def test_root_cannot_be_deleted_renamed_or_moved(api, emulator):
+    root = emulator.root_id
+    target = emulator.state.create_folder(None, "target")
+    assert error_code(api.post("/api/folder/delete", data={"id": root})) == "invalid_request"
+    assert error_code(api.post("/api/folder/rename", data={"id": root, "name": "x"})) == "invalid_request"
+    assert error_code(api.post("/api/folder/paste", data={"id": target, "folders[]": root})) == "invalid_request"
+
+
+def test_paste_moves_and_keeps_ids(api, emulator):
+    source = emulator.state.create_folder(None, "source")
+    target = emulator.state.create_folder(None, "target")
+    moved_folder = emulator.state.create_folder(source, "sub")
+    moved_file = emulator.state.add_file(source, "a.txt", b"a")
+    ok(api.post("/api/folder/paste", data={"id": target, "files[]": [moved_file], "folders[]": [moved_folder]}))
+    listing = ok(api.get("/api/folder/list", params={"id": target}))
+    assert {entry["id"] for entry in listing["content"]} == {moved_file, moved_folder}
+    assert ok(api.get("/api/folder/list", params={"id": source}))["content"] == []
+    assert ok(api.get("/api/item/details", params={"id": moved_file}))["folder_id"] == target
+
+
+def test_paste_into_own_subfolder_rejected(api, emulator):
+    outer = emulator.state.create_folder(None, "outer")
+    inner = emulator.state.create_folder(outer, "inner")
+    assert error_code(api.post("/api/folder/paste", data={"id": inner, "folders[]": outer})) == "invalid_request"
+    assert error_code(api.post("/api/folder/paste", data={"id": outer, "folders[]": outer})) == "invalid_request"
+    assert emulator.state.find("outer/inner") == inner
+
+
+def test_paste_with_bad_id_moves_nothing(api, emulator):
+    target = emulator.state.create_folder(None, "target")
+    good = emulator.state.add_file(None, "good.txt", b"g")
+    response = api.post("/api/folder/paste", data={"id": target, "files[]": [good, "no-such-id"]})
+    assert error_code(response) == "not_found"
+    assert emulator.state.file(good).folder_id == emulator.root_id
+
+
+def test_paste_needs_files_or_folders(api, emulator):
+    target = emulator.state.create_folder(None, "target")
+    assert error_code(api.post("/api/folder/paste", data={"id": target})) == "invalid_request"
+
+
+def test_indexed_array_parameters(api, emulator):
+    target = emulator.state.create_folder(None, "target")
+    first = emulator.state.add_file(None, "1.txt", b"1")
+    second = emulator.state.add_file(None, "2.txt", b"2")
+    ok(api.post("/api/folder/paste", content=f"id={target}&files[0]={first}&files[1]={second}",
+                headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    assert len(emulator.state.children(target)) == 2
+
+
+def test_search_substring_case_insensitive(api, emulator):
+    folder = emulator.state.create_folder(None, "Holiday Photos")
+    emulator.state.add_file(folder, "beach-HOLIDAY.jpg", b"j")
+    emulator.state.add_file(None, "unrelated.txt", b"u")
+    result = ok(api.get("/api/folder/search", params={"q": "holiday"}))
+    assert result["name"] == "Search Results"
+    assert sorted(entry["name"] for entry in result["content"]) == ["Holiday Photos", "beach-HOLIDAY.jpg"]
+    file_entry = next(entry for entry in result["content"] if entry["type"] == "file")
+    assert file_entry["link"].startswith(emulator.base_url)
+    assert error_code(api.get("/api/folder/search")) == "invalid_request"
+
+
+def test_listall_gives_paths(api, emulator):
+    outer = emulator.state.create_folder(None, "outer")
+    inner = emulator.state.create_folder(outer, "inner")
+    deep = emulator.state.add_file(inner, "deep.mkv", b"d")
+    top = emulator.state.add_file(None, "top.txt", b"t")
+    files = {entry["id"]: entry for entry in ok(api.get("/api/item/listall"))["files"]}
+    assert files[deep]["path"] == "outer/inner/deep.mkv"
+    assert files[top]["path"] == "top.txt"
+    assert set(files[deep]) == {"id", "name", "path", "size", "created_at", "mime_type"}
+
+
+def test_path_lookup_misses(api, emulator):
+    emulator.state.add_file(None, "file.txt", b"f")
+    assert error_code(api.get("/api/folder/list", params={"path": "no/such/folder"})) == "not_found"
+    assert error_code(api.get("/api/folder/list", params={"path": "file.txt"})) == "not_found"
+
+
+def test_duplicates_allowed_by_default(api, emulator):
+    first = ok(api.post("/api/folder/create", data={"name": "twin"}))["id"]
+    second = ok(api.post("/api/folder/create", data={"name": "twin"}))["id"]
+    assert first != second
+    names = [entry["name"] for entry in ok(api.get("/api/folder/list"))["content"]]
+    assert names == ["twin", "twin"]
+
+
+def test_duplicates_rejected_when_switched_off(api, emulator):
+    emulator.options.duplicate_names = False
+    ok(api.post("/api/folder/create", data={"name": "taken"}))
+    file_id = emulator.state.add_file(None, "file.txt", b"f")
+    assert error_code(api.post("/api/folder/create", data={"name": "taken"})) == "invalid_request"
+    assert error_code(api.post("/api/item/rename", data={"id": file_id, "name": "taken"})) == "invalid_request"
+    # Renaming an entry to its own name is no conflict.
+    ok(api.post("/api/item/rename", data={"id": file_id, "name": "file.txt"}))
+    # Case differs, and names compare case-sensitively by default.
+    ok(api.post("/api/folder/create", data={"name": "TAKEN"}))
+
+
+def test_case_insensitive_duplicate_check(api, emulator):
+    emulator.options.duplicate_names = False
+    emulator.options.case_sensitive_names = False
+    ok(api.post("/api/folder/create", data={"name": "Straße"}))
+    assert error_code(api.post("/api/folder/create", data={"name": "STRASSE"})) == "invalid_request"
+    file_id = emulator.state.add_file(None, "Readme.TXT", b"r")
+    ok(api.post("/api/item/rename", data={"id": file_id, "name": "README.txt"}))
+
+
+def test_duplicate_rule_on_paste_and_upload(api, emulator):
+    emulator.options.duplicate_names = False
+    target = emulator.state.create_folder(None, "target")
+    emulator.state.add_file(target, "same.txt", b"1")
+    other = emulator.state.add_file(None, "same.txt", b"2")
+    response = api.post("/api/folder/paste", data={"id": target, "files[]": other})
+    assert error_code(response) == "invalid_request"
+    info = ok(api.get("/api/folder/uploadinfo", params={"id": target}))
+    uploaded = api.post(info["url"], data={"token": info["token"]}, files={"file": ("same.txt", b"3")})
+    assert error_code(uploaded) == "invalid_request"
+
+
+def test_odd_names_round_trip(api, emulator):
+    names = ["a/b", "back\\slash", 'quote"d', "new\nline", " padded ", "../../etc/passwd", "..", "x" * 255, "日本語 🎬"]
+    for name in names:
+        folder_id = ok(api.post("/api/folder/create", data={"name": name}))["id"]
+        listing = ok(api.get("/api/folder/list", params={"id": folder_id}))
+        assert listing["name"] == name
+    listed = [entry["name"] for entry in ok(api.get("/api/folder/list"))["content"]]
+    assert listed == names
+    assert sorted(path.name for path in emulator.state_dir.iterdir()) == ["blobs", "state.json", "tmp"]
+
+
+def test_invalid_names_rejected(api, emulator):
+    file_id = emulator.state.add_file(None, "f.txt", b"f")
+    for name in ["", "x" * 256, "nul\x00byte"]:
+        assert error_code(api.post("/api/folder/create", data={"name": name})) == "invalid_request"
+        assert error_code(api.post("/api/item/rename", data={"id": file_id, "name": name})) == "invalid_request"
+    assert error_code(api.post("/api/folder/create", data={})) == "invalid_request"
