@@ -79,8 +79,8 @@ def test_build_mount_command():
 
 
 def test_fake_mount_prints_command(capsys):
-    # The argument order mount(8) of util-linux 2.38 uses for a helper.
-    code = main(["pmzfs", "/mnt/cloud", "-o", "rw,allow_other,uid=0,_netdev,nofail", "-t", "fuse.pmzfs", "-f"])
+    # The argument order of `mount -fv` in util-linux 2.38 (from LIBMOUNT_DEBUG=all).
+    code = main(["pmzfs", "/mnt/cloud", "-f", "-v", "-o", "rw,allow_other,uid=0,_netdev,nofail", "-t", "fuse.pmzfs"])
     err = capsys.readouterr().err
     assert code == 0
     assert "ignoring options for mount(8) and systemd: rw,_netdev,nofail" in err
