@@ -31,8 +31,8 @@ CLIENT_ID_ENV = "PMZFS_CLIENT_ID"
 
 # The OAuth client id that ``pmzfs login`` sends unless --client-id or
 # PMZFS_CLIENT_ID names another.
-# NOTE: this id is not registered with premiumize.me by this project; on the
-# real service, register an OAuth client on the account page and pass its id.
+# NOTE: this project has not registered this id with premiumize.me. On the
+# real service, register an OAuth client and pass its id.
 DEFAULT_CLIENT_ID = "pmzfs"
 
 TOKEN_FILE_NAME = "token.json"
@@ -41,7 +41,7 @@ HOW_TO_PROVIDE = "run `pmzfs login`, set PMZFS_API_KEY, or pass --api-key-file F
 
 
 class CredentialError(Exception):
-    """No usable credential: the message says which source failed and how to fix it."""
+    """No usable credential: the message names the source that failed and the fix."""
 
 
 class LoginError(Exception):
@@ -82,20 +82,20 @@ def token_path(env: Mapping[str, str] = os.environ) -> Path:
     return config_dir(env) / TOKEN_FILE_NAME
 
 
-def _warn_if_readable_by_others(path: Path, what: str) -> None:
+def _warn_if_readable_by_others(path: Path, description: str) -> None:
     try:
         mode = path.stat().st_mode
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s %s is readable by group or others; run: chmod 600 %s", what, path, path)
+        log.warning("%s %s is readable by group or others; run: chmod 600 %s", description, path, path)
 
 
 def read_key_file(path: Path) -> str:
     """Return the API key stored in ``path``, the file's content without surrounding whitespace.
 
     Raises ``CredentialError`` naming the file when it is missing,
-    unreadable, empty or holds more than one word.  Logs a warning when
+    unreadable, empty or contains more than one word.  Logs a warning when
     group or others can read it.
     """
     path = Path(path).expanduser()

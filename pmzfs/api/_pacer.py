@@ -91,7 +91,7 @@ class RateLimitPause:
 
 
 class Pacer:
-    """Caps the concurrent API requests and their rate, and holds the rate-limit pause."""
+    """Caps the concurrent API requests and their rate, and contains the rate-limit pause."""
 
     def __init__(self, concurrency: int, rate: float, burst: float, pause: RateLimitPause) -> None:
         if concurrency < 1:

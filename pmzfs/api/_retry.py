@@ -12,7 +12,7 @@ class RetryPolicy:
 
     A request stops at whichever bound it reaches first: ``max_attempts``
     for transient failures, ``rate_limit_attempts`` for
-    ``rate_limit_reached`` answers, or ``max_elapsed`` seconds since the
+    ``rate_limit_reached`` responses, or ``max_elapsed`` seconds since the
     first attempt.  Delays are in seconds.
     """
 

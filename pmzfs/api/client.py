@@ -28,6 +28,7 @@ from pmzfs.api._upload import MultipartUpload, file_size, is_safe_upload_name, p
 from pmzfs.api.errors import (
     APIError,
     AuthenticationFailed,
+    InvalidRequest,
     NotFound,
     OAuthError,
     RateLimitReached,
@@ -61,6 +62,9 @@ ProgressCallback = Callable[[int, int], None]
 # because it may carry the upload token.
 UPLOAD_ENDPOINT = "upload"
 
+# Seconds a failed upload may spend deleting its placeholder file.
+PLACEHOLDER_CLEANUP_SECONDS = 30.0
+
 # httpx errors raised before any byte of the request reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -71,7 +75,7 @@ class _Change:
 
     ``verify`` lists or reads the state and returns the response to use
     when the change was applied, or None when it was not (then the request
-    is sent again).  ``gone_means_done`` makes a ``not_found`` answer to a
+    is sent again).  ``gone_means_done`` makes a ``not_found`` response to a
     retry count as success, for deletes.  A change with neither is never
     retried after an ambiguous failure.
     """
@@ -243,9 +247,9 @@ class PremiumizeClient:
                 "%s %s -> %s (%s) after %.3f s", method, endpoint, type(exc).__name__, reason,
                 trio.current_time() - started,
             )
-            what = "could not connect" if not_sent else "failed"
+            failure = "could not connect" if not_sent else "failed"
             error = TransportError(
-                f"{what} to {self.base_url if endpoint != UPLOAD_ENDPOINT else 'the upload URL'}: "
+                f"{failure} to {self.base_url if endpoint != UPLOAD_ENDPOINT else 'the upload URL'}: "
                 f"{type(exc).__name__}: {reason}",
                 endpoint=endpoint,
                 maybe_applied=not not_sent,
@@ -270,6 +274,7 @@ class PremiumizeClient:
                 f"so check the API URL ({self.base_url})",
                 endpoint=endpoint,
             )
+
         try:
             payload = response.json()
         except ValueError:
@@ -284,7 +289,7 @@ class PremiumizeClient:
         if not isinstance(payload, dict):
             content_type = response.headers.get("content-type", "no content type").split(";")[0]
             error = UnknownError(
-                f"HTTP {status} response is not a JSON API answer (content type {content_type}); "
+                f"HTTP {status} response body is not JSON (content type {content_type}); "
                 f"check that {self.base_url} is the premiumize API",
                 endpoint=endpoint,
             )
@@ -292,6 +297,7 @@ class PremiumizeClient:
             if status >= 400:
                 error.retryable = False
             raise error
+
         outcome = payload.get("status")
         if outcome == "success" and status < 300:
             return payload
@@ -507,8 +513,8 @@ class PremiumizeClient:
     ) -> str:
         """Upload the file at ``source`` as ``name`` into ``folder_id`` and return the new file's id.
 
-        Each attempt asks ``folder/uploadinfo`` for a fresh token and
-        streams the file from disk.  The service's answer has no id, so the
+        Each attempt gets a fresh token from ``folder/uploadinfo`` and
+        streams the file from disk.  The service's response has no id, so the
         folder is listed before and after: the new file is the entry named
         ``name`` with the file's size that was not there before.  A name that
         a multipart header cannot carry unchanged is uploaded under a
@@ -557,7 +563,21 @@ class PremiumizeClient:
             await trio.sleep(delay)
 
         if upload_name != name:
-            await self.item_rename(file_id, name)
+            try:
+                await self.item_rename(file_id, name)
+            except APIError as exc:
+                # Leave no placeholder behind: the caller sees the rename's error.
+                log.warning("upload of %r: renaming placeholder %s failed (%s); deleting it", name, file_id, exc)
+                # Shielded so that a cancelled upload still cleans up, but bounded in time.
+                with trio.move_on_after(PLACEHOLDER_CLEANUP_SECONDS, shield=True):
+                    try:
+                        await self.item_delete(file_id)
+                    except APIError as delete_error:
+                        log.error(
+                            "upload of %r: could not delete placeholder file %s named %r: %s",
+                            name, file_id, upload_name, delete_error,
+                        )
+                raise
         return file_id
 
     async def _post_upload(self, info: UploadInfo, body: MultipartUpload) -> None:
@@ -607,7 +627,7 @@ class PremiumizeClient:
     ) -> str:
         """Start a cloud transfer from a URL or magnet ``src``, or from a .torrent/.nzb ``file``; returns its id.
 
-        A container source (.dlc, .ccf, .rsdf) answers with links instead
+        A container source (.dlc, .ccf, .rsdf) returns links instead
         of a transfer; each link is then submitted on its own and the id of
         the first transfer is returned.  A transfer is not retried after an
         ambiguous failure, because nothing identifies the transfer it may
@@ -629,7 +649,7 @@ class PremiumizeClient:
         if payload.get("type") == "container":
             links = [str(link) for link in payload.get("content") or ()]
             if not links:
-                raise APIError("the container holds no links", endpoint="transfer/create", code="invalid_request")
+                raise InvalidRequest("the container source contains no links", endpoint="transfer/create")
             ids = [await self.transfer_create(link, folder_id=folder_id) for link in links]
             return ids[0]
         return str(payload["id"])
@@ -765,14 +785,16 @@ class PremiumizeClient:
         )
 
     async def _oauth_token(self, data: dict[str, str]) -> dict[str, Any]:
-        """POST ``data`` to the OAuth ``/token`` endpoint and return its JSON answer."""
+        """POST ``data`` to the OAuth ``/token`` endpoint and return its JSON response."""
         endpoint = "token"
         started = trio.current_time()
         async with self.pacer.slot():
             response = await self._request("POST", f"{self.base_url}/token", endpoint, started, data=data)
-        self._log_response("POST", endpoint, response, "answered", started)
+        self._log_response("POST", endpoint, response, "received", started)
         if 300 <= response.status_code < 400 or response.status_code >= 500:
+            # Redirects and server errors raise exactly as on API endpoints.
             self._parse(response, endpoint)
+
         try:
             payload = response.json()
         except ValueError:
@@ -785,6 +807,7 @@ class PremiumizeClient:
             )
             error.retryable = response.status_code < 400
             raise error
+
         if payload.get("status") == "error":
             message = redact.redact_text(str(payload.get("message") or ""))
             raise error_from_code(str(payload.get("code") or "error"), message, endpoint)

@@ -124,7 +124,7 @@ class TransportError(UnknownError):
 
 
 class UnexpectedRedirect(APIError):
-    """The API answered with an HTTP redirect, which the client never follows.
+    """The API returned an HTTP redirect, which the client never follows.
 
     Following it would send the credential to whatever host the redirect
     names, and a redirect usually means a wrong ``--api-url``.
@@ -134,7 +134,7 @@ class UnexpectedRedirect(APIError):
 
 
 class OAuthError(APIError):
-    """An OAuth ``/token`` call answered with an error.
+    """An OAuth ``/token`` call returned an error.
 
     ``code`` is the OAuth error string: ``authorization_pending``,
     ``slow_down``, ``access_denied``, ``invalid_grant`` or another.

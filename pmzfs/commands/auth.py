@@ -89,8 +89,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _api_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    url = args.api_url or env.get(API_URL_ENV) or DEFAULT_API_URL
-    source = "--api-url" if args.api_url else (API_URL_ENV if env.get(API_URL_ENV) else "the default")
+    if args.api_url:
+        url, source = args.api_url, "--api-url"
+    elif env.get(API_URL_ENV):
+        url, source = env[API_URL_ENV], API_URL_ENV
+    else:
+        url, source = DEFAULT_API_URL, "the default"
     try:
         check_api_url(url)
     except ValueError as exc:
@@ -189,10 +193,10 @@ def format_account(info: AccountInfo) -> str:
 def _rejected_message(credential: auth.Credential, exc: APIError) -> str:
     if credential.kind == "access_token":
         return f"the access token from {credential.source} was rejected ({exc.code}); run `pmzfs login` again"
-    what = credential.source
-    if what.startswith("the ") and what.endswith(" environment variable"):
-        what = what[len("the "):-len(" environment variable")]
-    return f"the API key from {what} was rejected ({exc.code}); check it or run `pmzfs login`"
+    source = credential.source
+    if source.startswith("the ") and source.endswith(" environment variable"):
+        source = source[len("the "):-len(" environment variable")]
+    return f"the API key from {source} was rejected ({exc.code}); check it or run `pmzfs login`"
 
 
 def _config_settings(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:

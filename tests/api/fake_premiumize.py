@@ -1,6 +1,6 @@
 """An in-memory premiumize service behind ``httpx.MockTransport`` for client unit tests.
 
-It keeps folders and files in dictionaries, answers the documented
+It keeps folders and files in dictionaries, returns the documented
 envelopes, records every request, and plays scripted faults: an error
 envelope, an HTTP status, an exception before the request is applied, or
 an exception after it was applied (the ambiguous case).
@@ -28,7 +28,7 @@ class Fault:
     ``kind`` is ``envelope`` (HTTP 200 error with ``code``), ``http``
     (``status`` with ``body``), ``before`` (raise ``exception`` without
     applying), ``after`` (apply the request, then raise ``exception``) or
-    ``after_http`` (apply the request, then answer ``status``).
+    ``after_http`` (apply the request, then respond with ``status``).
     """
 
     kind: str
@@ -75,7 +75,7 @@ class FakeService:
         self.files: dict[str, dict] = {}
         self.tokens: dict[str, str] = {}
         self.used_tokens: list[str] = []
-        # OAuth device flow: the answers to successive polls, then success.
+        # OAuth device flow: the errors returned to successive polls, then success.
         self.device_code = "device-code-secret-0001"
         self.poll_answers: list[str] = []
         self.access_token = "access-token-secret-0001"

@@ -1,4 +1,4 @@
-"""Each client method sends the contract's method, path and parameters and parses the answer."""
+"""Each client method sends the contract's method, path and parameters and parses the response."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ async def test_html_200_is_unknown_with_clear_message(client: PremiumizeClient, 
     with pytest.raises(errors.UnknownError) as caught:
         await client.folder_list()
     message = str(caught.value)
-    assert "not a JSON API answer (content type text/html)" in message
+    assert "response body is not JSON (content type text/html)" in message
     assert "Wi-Fi" not in message
 
 

@@ -35,7 +35,7 @@ class SlowService(FakeService):
 
 
 class RateLimitedService(FakeService):
-    """A fake service that answers rate_limit_reached beyond ``limit`` requests per ``window`` seconds."""
+    """A fake service that returns rate_limit_reached beyond ``limit`` requests per ``window`` seconds."""
 
     def __init__(self, limit: int, window: float) -> None:
         super().__init__()

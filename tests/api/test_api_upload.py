@@ -137,3 +137,11 @@ async def test_upload_unicode_name_sent_directly(client: PremiumizeClient, servi
 async def test_upload_missing_source_raises(client: PremiumizeClient, tmp_path):
     with pytest.raises(FileNotFoundError):
         await client.upload_file(None, tmp_path / "missing", "x")
+
+
+async def test_upload_rename_failure_deletes_placeholder(client: PremiumizeClient, service: FakeService, source):
+    service.fail("item/rename", envelope("invalid_request"))
+    with pytest.raises(errors.InvalidRequest):
+        await client.upload_file(None, source, 'quote " name')
+    assert service.files == {}
+    assert len(service.calls("item/delete")) == 1

@@ -221,3 +221,25 @@ def test_format_helpers():
     assert format_premium(None) == "not premium"
     assert format_premium(1700000000) == "not premium (expired 2023-11-14)"
     assert format_premium(4102444800) == "2100-01-01"
+
+
+def test_account_with_config_file_key(env, emu):
+    config = os.path.join(env["XDG_CONFIG_HOME"], "pmzfs", "config.toml")
+    os.makedirs(os.path.dirname(config))
+    with open(config, "w") as file:
+        file.write(f'api_key = "{emu.api_key}"\n')
+    os.chmod(config, 0o600)
+    result = pmzfs("account", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "customer id:" in result.stdout
+
+
+def test_env_key_beats_config_file_key(env, emu):
+    config = os.path.join(env["XDG_CONFIG_HOME"], "pmzfs", "config.toml")
+    os.makedirs(os.path.dirname(config))
+    with open(config, "w") as file:
+        file.write(f'api_key = "{emu.api_key}"\n')
+    os.chmod(config, 0o600)
+    result = pmzfs("account", env={**env, "PMZFS_API_KEY": "wrong-key-123456"})
+    assert result.returncode == 1
+    assert "PMZFS_API_KEY was rejected" in result.stderr
