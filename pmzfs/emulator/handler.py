@@ -114,6 +114,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer a malformed request with a JSON envelope instead of http.server's HTML page."""
         self.close_connection = True
+        # http.server treats an unparsable request line as HTTP/0.9, which
+        # has no status line; answer with a full HTTP/1.1 response instead.
+        self.request_version = "HTTP/1.1"
         text = message or HTTPStatus(code).phrase
         self._send_json({"status": "error", "code": "invalid_request", "message": text}, status=code)
 
@@ -216,7 +219,18 @@ class RequestHandler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ API
 
     def _read_api_params(self, method: str) -> Params:
-        """Read the query and, for POST, the urlencoded or multipart body."""
+        """Read the query and, for POST, the urlencoded or multipart body.
+
+        After an error the rest of the body may be unread, so the
+        connection is closed after the response.
+        """
+        try:
+            return self._parse_api_params(method)
+        except ServiceError:
+            self.close_connection = True
+            raise
+
+    def _parse_api_params(self, method: str) -> Params:
         params = Params()
         params.add_query(urlsplit(self.path).query)
         limit = self.emu.options.max_api_body
@@ -265,11 +279,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             uploads[name] = (filename, bytearray())
             return _Buffer(uploads[name][1])
 
-        try:
-            fields = parse_multipart(iter_body(self.rfile, self.headers), boundary, open_file)
-        except ServiceError:
-            self.close_connection = True
-            raise
+        fields = parse_multipart(iter_body(self.rfile, self.headers), boundary, open_file)
         for key, value in fields.items():
             params.add(key, value)
         for key, (filename, data) in uploads.items():
@@ -506,7 +516,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             if slot is None:
                 drain_body(self.rfile, self.headers)
                 raise ServiceError("not_found", "the upload URL is unknown or was already used; call folder/uploadinfo again")
-            emu.receive_upload(slot, self.rfile, self.headers)
+            try:
+                emu.receive_upload(slot, self.rfile, self.headers)
+            except ServiceError:
+                # The rest of the body may be unread.
+                self.close_connection = True
+                raise
         except ServiceError as exc:
             log.debug("upload answered %s: %s", exc.code, exc.message)
             self._send_json(_error_envelope(exc.code, exc.message))
