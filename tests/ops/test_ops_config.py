@@ -150,7 +150,7 @@ def test_paths_relative_to_config_file(config_home, tmp_path, monkeypatch):
     assert options.api_key_file == Path("/etc/key")
 
 
-def test_paths_relative_to_working_dir_from_env_and_cli(config_home, tmp_path, monkeypatch):
+def test_env_and_cli_paths_use_cwd(config_home, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     options, _ = load(config_home, cli={"log_file": "out.log"}, env={"PMZFS_CACHE_DIR": "c"})
     assert options.log_file == tmp_path / "out.log"
