@@ -527,7 +527,8 @@ class PremiumizeClient:
         target_id = before.folder_id
         known_ids = {item.id for item in before.content}
 
-        started = trio.current_time()
+        # Only max_attempts bounds the attempts: one attempt of a large file
+        # may take longer than max_elapsed on its own.
         failures = 0
         while True:
             info = await self.folder_uploadinfo(target_id)
@@ -553,8 +554,7 @@ class PremiumizeClient:
                     break
             failures += 1
             delay = self.retry.backoff(failures)
-            elapsed = trio.current_time() - started
-            if not error.retryable or failures >= self.retry.max_attempts or elapsed + delay > self.retry.max_elapsed:
+            if not error.retryable or failures >= self.retry.max_attempts:
                 raise error
             log.warning(
                 "retrying the upload of %r to folder %s in %.1f s with a new token after %s (attempt %d of %d)",

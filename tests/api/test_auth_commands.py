@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -66,16 +67,24 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
 
 
 def test_login_account_logout(env, emu):
-    process, user_code = start_login(env)
+    process, user_code = start_login(env, "--verbose")
     emu.approve_device(user_code)
     code, out, err = finish(process)
     assert code == 0, err
     token_file = os.path.join(env["XDG_CONFIG_HOME"], "pmzfs", "token.json")
     assert f"stored in {token_file}" in out
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    with open(token_file) as file:
+        token = json.load(file)["access_token"]
+    # The verbose run logged every request, and none of it shows the token.
+    assert "POST token -> HTTP 200" in err
+    assert token not in out + err
 
-    account = pmzfs("account", env=env)
+    account = pmzfs("account", "--verbose", env=env)
     assert account.returncode == 0, account.stderr
+    assert "GET account/info -> HTTP 200 success" in account.stderr
+    assert "httpcore" in account.stderr
+    assert token not in account.stdout + account.stderr
     assert re.search(r"^customer id: +\S+$", account.stdout, re.M)
     assert re.search(r"^premium until: +\d{4}-\d\d-\d\d$", account.stdout, re.M)
     assert re.search(r"^space used: +[\d.]+ (B|KiB|MiB|GiB|TiB)$", account.stdout, re.M)
