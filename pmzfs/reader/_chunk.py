@@ -98,15 +98,15 @@ class Chunk:
         self._wake()
 
     def drop(self, error: BaseException | None = None) -> None:
-        """Mark the chunk as gone, free its buffer, and wake all waiting reads.
+        """Mark the chunk as gone and wake all waiting reads.
 
         Reads that were waiting look the range up again, or raise ``error``
-        when it is set.
+        when it is set.  The buffer stays until the chunk is garbage: a
+        cancelled download may still append to it before the cancellation
+        reaches it.
         """
         self.state = ChunkState.DROPPED
         self.error = error
-        self._buffer = None
-        self._view = None
         self._wake()
 
     async def wait_for(self, offset: int) -> None:

@@ -307,6 +307,27 @@ class FileState:
             stream.fetch_end = min(stream.fetch_end, stream.next)
         return freed
 
+    def evict_read_chunks(self, stream: Stream) -> int:
+        """Drop the chunks ``stream`` has read past, or all of a non-sequential stream's chunks.
+
+        Returns the bytes freed; chunks still downloading or waited for stay.
+        """
+        sequential = stream.reads >= SEQUENTIAL_READS
+        freed = 0
+        kept: collections.deque[Chunk] = collections.deque()
+        for chunk in stream.chunks:
+            if chunk.state is ChunkState.DROPPED:
+                continue
+            if chunk.state is ChunkState.DONE and not chunk.waiters and (not sequential or chunk.end <= stream.next):
+                freed += chunk.size
+                if not sequential:
+                    stream.fetch_end = min(stream.fetch_end, chunk.start)
+                self._drop(chunk)
+            else:
+                kept.append(chunk)
+        stream.chunks = kept
+        return freed
+
     # Chunks
 
     def _next_start(self, offset: int) -> int:

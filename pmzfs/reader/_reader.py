@@ -235,14 +235,27 @@ class Reader:
         self._memory_in_use -= nbytes
 
     def _evict(self, amount: int, keep: Stream) -> None:
+        """Free at least ``amount`` bytes if possible, least recently read streams first.
+
+        Streams idle for ``ACTIVE_SECONDS`` lose all their chunks.  Then
+        every other stream loses the chunks it has read past and the chunks
+        of reads at random offsets, so only read-ahead of active sequential
+        streams survives.
+        """
         now = trio.current_time()
         freed = 0
-        for stream in list(self._lru):
+        streams = list(self._lru)
+        for stream in streams:
             if freed >= amount or now - stream.last_time < ACTIVE_SECONDS:
                 # The rest of the list was read even more recently.
                 break
             if stream is not keep:
                 freed += stream.file.evict_stream(stream)
+        for stream in streams:
+            if freed >= amount:
+                break
+            if stream is not keep:
+                freed += stream.file.evict_read_chunks(stream)
 
 
 def _require_at_least(name: str, value: int, minimum: int, unit: str) -> None:
