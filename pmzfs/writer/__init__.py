@@ -4,15 +4,8 @@ docs/writing.md describes the interface the filesystem layer calls and the
 guarantees behind it.
 """
 
-from pmzfs.writer.core import (
-    RetryPolicy,
-    StagedFile,
-    UploadDone,
-    WriteError,
-    WriteHandle,
-    Writer,
-    WriterListener,
-)
+from pmzfs.writer.core import Writer
+from pmzfs.writer.files import RetryPolicy, StagedFile, UploadDone, WriteError, WriteHandle, WriterListener
 from pmzfs.writer.journal import StagingLocked, is_temporary_name
 from pmzfs.writer.status import StagedUpload, WriterStatus, staging_status
 

@@ -2,8 +2,8 @@
 
 Every read, write and truncate is a positioned system call on the data
 file, so memory use does not grow with the file size.  The fetch streams a
-ranged GET of the file's link straight to disk in ``FETCH_CHUNK`` pieces
-and resumes where it stopped when the connection drops or the link expires.
+ranged GET of the file's link straight to disk as the bytes arrive (in
+pieces of the network's read size) and resumes where it stopped when the connection drops or the link expires.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import trio
 
 log = logging.getLogger(__name__)
 
-FETCH_CHUNK = 1024 * 1024
 # Fetch attempts in a row that may fail without any new bytes arriving.
 FETCH_ATTEMPTS = 5
 # HTTP statuses with which a link says it stopped working.
@@ -149,7 +148,7 @@ async def _fetch_once(
         else:
             raise FetchError(f"the link of file {file_id} answered HTTP {response.status_code}")
 
-        async for chunk in response.aiter_bytes(FETCH_CHUNK):
+        async for chunk in response.aiter_bytes():
             if skip:
                 dropped = min(skip, len(chunk))
                 chunk = chunk[dropped:]
