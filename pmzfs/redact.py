@@ -36,6 +36,9 @@ _PATTERNS = (
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _temporary: collections.OrderedDict[str, None] = collections.OrderedDict()
+# Every secret, longest first so a secret that contains another is masked
+# whole; rebuilt when the registry changes, not for every log record.
+_sorted: list[str] = []
 
 
 def register_secret(value: str | None, *, temporary: bool = False) -> None:
@@ -44,9 +47,12 @@ def register_secret(value: str | None, *, temporary: bool = False) -> None:
     ``temporary`` marks a single-use secret such as an upload token, of
     which only the most recent ``MAX_TEMPORARY_SECRETS`` are kept.
     """
+    global _sorted
     if not value or len(value) < MIN_SECRET_LENGTH:
         return
     with _lock:
+        if value in _secrets or (temporary and value in _temporary):
+            return
         if temporary:
             _temporary[value] = None
             _temporary.move_to_end(value)
@@ -54,20 +60,21 @@ def register_secret(value: str | None, *, temporary: bool = False) -> None:
                 _temporary.popitem(last=False)
         else:
             _secrets.add(value)
+        _sorted = sorted(_secrets.union(_temporary), key=len, reverse=True)
 
 
 def forget_secrets() -> None:
     """Drop every registered secret (for tests that check the registry)."""
+    global _sorted
     with _lock:
         _secrets.clear()
         _temporary.clear()
+        _sorted = []
 
 
 def redact_text(text: str) -> str:
     """Return ``text`` with every registered secret and known token pattern masked."""
-    with _lock:
-        secrets = sorted(_secrets.union(_temporary), key=len, reverse=True)
-    for secret in secrets:
+    for secret in _sorted:
         if secret in text:
             text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
@@ -83,8 +90,8 @@ def _redact_value(value: object) -> object:
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     # Objects such as httpx.URL or exceptions stay as they are unless their
-    # text contains a secret; then the masked text replaces them, so the
-    # handler never formats the original (a %r then shows it quoted).
+    # text contains a secret. Then the masked text replaces the object, so
+    # the handler never formats the original, and a %r shows it quoted.
     try:
         text = str(value)
     except Exception:
