@@ -22,10 +22,10 @@ _SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 # (option, EmulatorOptions field, value kind, help text).  Every value is
 # parsed after argparse, so a bad one is reported in one line.
 _VALUE_OPTIONS: list[tuple[str, str, str, str]] = [
-    ("--api-latency", "api_latency", "seconds", "seconds every API call waits before it is answered (default 0)"),
+    ("--api-latency", "api_latency", "seconds", "seconds every API call waits before it is handled (default 0)"),
     ("--link-rtt", "link_rtt", "seconds", "round-trip time in seconds added to each file link request, twice on a new connection (default 0)"),
     ("--link-rate", "link_rate", "size", "cap in bytes per second for file link bodies on each connection, e.g. 10M (default uncapped)"),
-    ("--link-expiry", "link_expiry", "seconds", "seconds after which an issued file link answers HTTP 403 (default never)"),
+    ("--link-expiry", "link_expiry", "seconds", "seconds after which an issued file link returns HTTP 403 (default never)"),
     ("--requests-per-second", "requests_per_second", "number", "API calls accepted per second; more get rate_limit_reached (default unlimited)"),
     ("--seed", "seed", "integer", "seed of the random generator behind --error-rate (default 0)"),
     ("--link-reset-after-bytes", "link_reset_after_bytes", "size", "reset file link connections (TCP RST) after this many body bytes"),
@@ -55,14 +55,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--port", default="0", help="TCP port to listen on; 0 picks a free port (default 0)")
     parser.add_argument("--api-key", default=DEMO_API_KEY, help=f"API key that the server accepts (default {DEMO_API_KEY!r})")
     parser.add_argument("--demo-content", action="store_true", help="seed a demo library with videos, documents and a 256 MiB file (once per state directory)")
-    parser.add_argument("--reject-duplicate-names", action="store_true", help="answer invalid_request to a create, rename, upload or move onto a taken name")
+    parser.add_argument("--reject-duplicate-names", action="store_true", help="reject a create, rename, upload or move onto a taken name with invalid_request")
     parser.add_argument("--case-insensitive-names", action="store_true", help="compare names without regard to case when duplicates are rejected")
     parser.add_argument(
         "--error-rate",
         action="append",
         default=[],
         metavar="ENDPOINT:CODE:PROBABILITY",
-        help="answer error CODE on ENDPOINT (or * for all) with this probability, e.g. folder/list:service_down:0.5; CODE http_500 answers HTTP 500; repeatable",
+        help="fail calls of ENDPOINT (or * for all) with error CODE at this probability, e.g. folder/list:service_down:0.5; CODE http_500 sends HTTP 500; repeatable",
     )
     parser.add_argument("--upload-failure", metavar="MODE", help=f"make upload URLs fail: {', '.join(UPLOAD_FAILURE_MODES)}")
     parser.add_argument("--device-auto", metavar="DECISION", help="approve or deny every OAuth device code at once: approve, deny")

@@ -147,11 +147,11 @@ def parse_multipart(
     part = _Part()
     writer: list[Writable | None] = [None]
 
-    def decode(raw: bytes | bytearray, what: str) -> str:
+    def decode(raw: bytes | bytearray, description: str) -> str:
         try:
             return bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise invalid_request(f"the multipart {what} is not valid UTF-8") from exc
+            raise invalid_request(f"the multipart {description} is not valid UTF-8") from exc
 
     def on_part_begin() -> None:
         nonlocal part

@@ -1,8 +1,8 @@
 """Deterministic synthetic file content and MIME types.
 
-Generated content is a function of a seed and a size only: block ``i`` of
+Generated content depends only on a seed and a size.  Block ``i`` of
 ``BLOCK_SIZE`` bytes comes from a Mersenne Twister seeded with
-``"<seed>:<i>"``, so any range can be produced without the bytes before it
+``"<seed>:<i>"``, so any range can be produced without the bytes before it,
 and two runs produce the same bytes.
 """
 

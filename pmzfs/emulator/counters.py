@@ -10,7 +10,7 @@ class Counters:
     """Thread-safe counts of what the emulator served since start or ``reset``.
 
     ``api_calls[endpoint]`` counts every request to a known API endpoint,
-    including the ones answered with an error.  ``bytes_served[file_id]``
+    including the ones that returned an error.  ``bytes_served[file_id]``
     counts body bytes sent from file links, ``link_requests[file_id]`` the
     link requests (GET and HEAD).  ``uploads`` and ``upload_bytes`` count
     uploads stored successfully, ``new_connections`` every accepted TCP

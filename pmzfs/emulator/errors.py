@@ -1,10 +1,10 @@
-"""The error that emulator code raises to answer an error envelope."""
+"""The exception that emulator code raises to send an error envelope."""
 
 from __future__ import annotations
 
 
 class ServiceError(Exception):
-    """A business error: answered as HTTP 200 ``{"status": "error", ...}``.
+    """A business error, sent as HTTP 200 ``{"status": "error", ...}``.
 
     ``code`` is one of the service's documented error codes and ``message``
     the human-readable text sent with it.

@@ -1,7 +1,8 @@
 """Fault injection decisions: forced errors, random errors, rate limit, resets.
 
-The HTTP layer asks this module whether a request fails and how; the
-options record holds the settings, so tests change them at run time.
+The HTTP layer calls this module to decide whether a request fails and
+how.  The settings are read from the options record on each call, so tests
+change them at run time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Faults:
         self._recent_calls: collections.deque[float] = collections.deque()
 
     def fail_next(self, endpoint: str, code: str, count: int = 1) -> None:
-        """Make the next ``count`` calls of ``endpoint`` answer error ``code``."""
+        """Make the next ``count`` calls of ``endpoint`` fail with error ``code``."""
         from pmzfs.emulator.endpoints import ENDPOINTS
 
         if endpoint not in ENDPOINTS:

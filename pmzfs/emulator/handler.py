@@ -1,24 +1,20 @@
 """The HTTP layer: routing, the API envelope, file links and the upload URL.
 
 One ``RequestHandler`` instance serves one TCP connection (HTTP/1.1
-keep-alive) in its own thread.  Nothing a client sends reaches the client
-as a traceback or an HTML page: paths under ``/api/`` always answer a
-JSON envelope, and unexpected exceptions answer HTTP 500 with an
-``unknown_error`` envelope.
+keep-alive) in its own thread.  No request gets a traceback or an HTML
+page back.  Paths under ``/api/`` always respond with a JSON envelope, and
+an unexpected exception sends HTTP 500 with an ``unknown_error`` envelope.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import socket
-import struct
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pmzfs.emulator import oauth
@@ -30,9 +26,9 @@ from pmzfs.emulator.bodies import (
     multipart_boundary,
     parse_multipart,
 )
+from pmzfs.emulator.downloads import SEND_CHUNK, ConnectionAborted, DownloadHandlerMixin
 from pmzfs.emulator.endpoints import ENDPOINTS
 from pmzfs.emulator.errors import ServiceError, invalid_request
-from pmzfs.emulator.links import ByteRange, Unsatisfiable, parse_range
 from pmzfs.emulator.options import HTTP_500
 from pmzfs.emulator.params import Params, UploadedPart
 
@@ -41,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SEND_CHUNK = 64 * 1024
-SENDFILE_SLICE = 8 * 1024 * 1024
 # Bytes of an oversized API body that are read and discarded so the client
 # can read the error; beyond it the connection is closed.
 MAX_DRAIN = 1024 * 1024 * 1024
@@ -50,10 +44,6 @@ MAX_DRAIN = 1024 * 1024 * 1024
 MAX_FORM_BODY = 64 * 1024
 # Seconds an idle keep-alive connection stays open.
 IDLE_TIMEOUT = 120
-
-
-class ConnectionAborted(Exception):
-    """The handler reset the connection on purpose (a fault)."""
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -77,7 +67,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
                 pass
 
 
-class RequestHandler(BaseHTTPRequestHandler):
+class RequestHandler(DownloadHandlerMixin, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pmzfs-emulator"
     sys_version = ""
@@ -112,23 +102,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         super().send_response(code, message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer a malformed request with a JSON envelope instead of http.server's HTML page."""
+        """Respond to a malformed request with a JSON envelope instead of http.server's HTML page."""
         self.close_connection = True
         # http.server treats an unparsable request line as HTTP/0.9, which
-        # has no status line; answer with a full HTTP/1.1 response instead.
+        # has no status line.  Send a full HTTP/1.1 response instead.
         self.request_version = "HTTP/1.1"
         text = message or HTTPStatus(code).phrase
         self._send_json({"status": "error", "code": "invalid_request", "message": text}, status=code)
-
-    def _abort(self) -> None:
-        """Reset the connection: SO_LINGER 0 makes close() send a TCP RST."""
-        self.close_connection = True
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-        raise ConnectionAborted
 
     # ------------------------------------------------------------ dispatch
 
@@ -323,177 +303,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise ServiceError("authentication_failed", "the API key or access token is invalid or expired")
             result = function(emu, params)
         except ServiceError as exc:
-            log.debug("%s answered %s: %s", endpoint, exc.code, exc.message)
+            log.debug("%s responded with error %s: %s", endpoint, exc.code, exc.message)
             self._send_json(_error_envelope(exc.code, exc.message))
             return
         self._send_json({"status": "success", **result})
-
-    # ------------------------------------------------------------ file links and downloads
-
-    def _wait_link_latency(self, first_on_connection: bool) -> None:
-        rtt = self.emu.options.link_rtt
-        if rtt > 0:
-            time.sleep(rtt * (2 if first_on_connection else 1))
-
-    def _handle_link(self, method: str, path: str, first_on_connection: bool) -> None:
-        drain_body(self.rfile, self.headers)
-        parts = path.split("/")
-        emu = self.emu
-        issued = None
-        if len(parts) >= 5:
-            issued = emu.signer.check_link(parts[2], parts[3], parts[4])
-        file = emu.state.find_file(parts[2]) if issued is not None else None
-        self._wait_link_latency(first_on_connection)
-        if file is None:
-            self._send_plain(HTTPStatus.NOT_FOUND, "file not found\n")
-            return
-        emu.counters.count_link_request(file.id)
-        expiry = emu.options.link_expiry
-        if expiry is not None and time.time() - issued > expiry:
-            self._send_plain(HTTPStatus.FORBIDDEN, "link expired; get a fresh link from the API\n")
-            return
-        if method not in ("GET", "HEAD"):
-            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
-            return
-        self._serve_file(
-            emu.state.blob_dir / file.blob,
-            file.size,
-            file.mime_type,
-            etag=f'"{file.id}-{file.size}"',
-            modified=file.created_at,
-            count_as=file.id,
-        )
-
-    def _handle_zip(self, method: str, path: str, first_on_connection: bool) -> None:
-        drain_body(self.rfile, self.headers)
-        found = self.emu.zips.lookup(path)
-        self._wait_link_latency(first_on_connection)
-        if found is None:
-            self._send_plain(HTTPStatus.NOT_FOUND, "zip not found\n")
-            return
-        if method not in ("GET", "HEAD"):
-            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
-            return
-        zip_path, zip_id = found
-        size = zip_path.stat().st_size
-        self._serve_file(zip_path, size, "application/zip", etag=f'"{zip_id}"', modified=None, count_as=None)
-
-    def _handle_direct_link(self, method: str, path: str, first_on_connection: bool) -> None:
-        drain_body(self.rfile, self.headers)
-        found = self.emu.transfers.lookup_direct_link(path)
-        self._wait_link_latency(first_on_connection)
-        if found is None:
-            self._send_plain(HTTPStatus.NOT_FOUND, "link not found\n")
-            return
-        if method not in ("GET", "HEAD"):
-            self._send_plain(HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD\n")
-            return
-        seed, size, mime_type = found
-        self._serve_generated(seed, size, mime_type)
-
-    def _send_range_headers(
-        self, size: int, content_type: str, *, etag: str | None, modified: int | None
-    ) -> ByteRange | None:
-        """Send the status line and headers of a ranged body; return the range, or None for 416."""
-        try:
-            byte_range = parse_range(self.headers.get("Range"), size)
-        except Unsatisfiable:
-            self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-            self.send_header("Content-Range", f"bytes */{size}")
-            self.send_header("Content-Length", "0")
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            return None
-        if byte_range is None:
-            byte_range = ByteRange(0, size - 1)
-            self.send_response(HTTPStatus.OK)
-        else:
-            self.send_response(HTTPStatus.PARTIAL_CONTENT)
-            self.send_header("Content-Range", f"bytes {byte_range.start}-{byte_range.end}/{size}")
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(byte_range.length))
-        self.send_header("Accept-Ranges", "bytes")
-        if etag:
-            self.send_header("ETag", etag)
-        if modified is not None:
-            self.send_header("Last-Modified", email.utils.formatdate(modified, usegmt=True))
-        self.end_headers()
-        return byte_range
-
-    def _serve_file(
-        self, path: Path, size: int, content_type: str, *, etag: str | None, modified: int | None, count_as: str | None
-    ) -> None:
-        try:
-            source = open(path, "rb")
-        except FileNotFoundError:
-            # Deleted between the lookup and the open.
-            self._send_plain(HTTPStatus.NOT_FOUND, "file not found\n")
-            return
-        with source:
-            byte_range = self._send_range_headers(size, content_type, etag=etag, modified=modified)
-            if byte_range is None or self.command == "HEAD":
-                return
-            reset_at = self.emu.faults.take_link_reset(byte_range.length) if count_as else None
-            self._send_body(source, byte_range, reset_at, count_as)
-
-    def _send_body(self, source: BinaryIO, byte_range: ByteRange, reset_at: int | None, count_as: str | None) -> None:
-        """Send ``byte_range`` of ``source``, capped in rate or cut by a reset when set."""
-        counters = self.emu.counters
-        position = byte_range.start
-        remaining = byte_range.length if reset_at is None else reset_at
-        # Bytes are counted before they are sent, so a client that has read
-        # the body always sees them counted.  NOTE: a client that disconnects
-        # mid-send leaves up to one slice counted but not delivered.
-        if self.emu.options.link_rate is None and reset_at is None:
-            while remaining > 0:
-                piece = min(remaining, SENDFILE_SLICE)
-                if count_as:
-                    counters.count_bytes_served(count_as, piece)
-                sent = self.connection.sendfile(source, position, piece)
-                if count_as and sent < piece:
-                    counters.count_bytes_served(count_as, sent - piece)
-                if sent == 0:
-                    raise BrokenPipeError("sendfile sent nothing")
-                position += sent
-                remaining -= sent
-            return
-        source.seek(position)
-        while remaining > 0:
-            chunk = source.read(min(remaining, SEND_CHUNK))
-            if not chunk:
-                raise BrokenPipeError(f"{source.name} is shorter than its recorded size")
-            if count_as:
-                counters.count_bytes_served(count_as, len(chunk))
-            self._send_throttled(chunk)
-            remaining -= len(chunk)
-        if reset_at is not None:
-            log.debug("resetting link connection after %d body bytes, as configured", reset_at)
-            self._abort()
-
-    def _send_throttled(self, chunk: bytes) -> None:
-        """Send ``chunk``, sleeping afterwards so the connection stays under ``link_rate``."""
-        rate = self.emu.options.link_rate
-        if rate is None:
-            self.wfile.write(chunk)
-            return
-        # Pieces of about 1/20 s keep the rate smooth for small caps too.
-        piece = max(1024, int(rate / 20))
-        for start in range(0, len(chunk), piece):
-            data = chunk[start : start + piece]
-            began = time.monotonic()
-            self.wfile.write(data)
-            delay = len(data) / rate - (time.monotonic() - began)
-            if delay > 0:
-                time.sleep(delay)
-
-    def _serve_generated(self, seed: str, size: int, mime_type: str) -> None:
-        from pmzfs.emulator.content import iter_generated
-
-        byte_range = self._send_range_headers(size, mime_type, etag=f'"{seed}-{size}"', modified=None)
-        if byte_range is None or self.command == "HEAD":
-            return
-        for chunk in iter_generated(seed, byte_range.start, byte_range.length):
-            self._send_throttled(chunk)
 
     # ------------------------------------------------------------ uploads
 
@@ -523,7 +336,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise
         except ServiceError as exc:
-            log.debug("upload answered %s: %s", exc.code, exc.message)
+            log.debug("upload to slot %s failed with %s: %s", slot_id, exc.code, exc.message)
             self._send_json(_error_envelope(exc.code, exc.message))
             return
         self._send_json({"status": "success"})

@@ -1,8 +1,8 @@
 """Credentials: the API key, OAuth device codes and the access tokens they yield.
 
-The device flow follows RFC 8628 as the service documents it: ``POST
-/token`` with ``response_type=device_code`` issues a code pair, polls with
-``grant_type=device_code`` answer HTTP 400 ``authorization_pending``,
+The device flow follows RFC 8628 as the service documents it.  ``POST
+/token`` with ``response_type=device_code`` issues a code pair.  Polls with
+``grant_type=device_code`` get HTTP 400 with ``authorization_pending``,
 ``slow_down``, ``access_denied`` or ``invalid_grant`` until the user
 approves at ``/device``, and then the access token.  Pending device codes
 live in memory; issued access tokens are saved (as SHA-256 digests) with
@@ -102,7 +102,7 @@ class Auth:
     # ------------------------------------------------------------ device flow
 
     def token_endpoint(self, params: Params) -> tuple[int, dict[str, Any]]:
-        """Answer a POST to /token: return the HTTP status and JSON document."""
+        """Handle a POST to /token and return the HTTP status and JSON document."""
         response_type = params.get("response_type")
         grant_type = params.get("grant_type")
         if response_type is not None:
@@ -173,17 +173,17 @@ class Auth:
 
         Raises ValueError for an unknown or expired code.
         """
-        wanted = _normalize_user_code(user_code)
+        requested = _normalize_user_code(user_code)
         now = time.monotonic()
         with self._lock:
             for code in self._device_codes.values():
-                if _normalize_user_code(code.user_code) == wanted and now <= code.expires_at:
+                if _normalize_user_code(code.user_code) == requested and now <= code.expires_at:
                     code.decision = decision
                     return
         raise ValueError(f"no pending device code {user_code!r}; it is unknown, used or expired")
 
     def device_page_post(self, params: Params) -> tuple[int, str]:
-        """Answer a POST to /device: approve or deny the user_code it carries."""
+        """Approve or deny the user_code of a POST to /device; return the HTTP status and page text."""
         user_code = params.get("user_code") or ""
         action = (params.get("action") or "approve").lower()
         if action not in ("approve", "deny"):

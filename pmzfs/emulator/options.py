@@ -29,11 +29,11 @@ ERROR_CODES = frozenset(
         "permanent_error",
     }
 )
-# Injected code that answers HTTP 500 with an ``unknown_error`` envelope.
+# Injected code that sends HTTP 500 with an ``unknown_error`` envelope.
 HTTP_500 = "http_500"
 INJECTABLE_CODES = ERROR_CODES | {HTTP_500}
 
-# How a failing upload URL fails: the connection is reset, or an HTTP status.
+# Failure modes of the upload URL: a connection reset or an HTTP 5xx status.
 UPLOAD_FAILURE_MODES = ("reset", "http_500", "http_502", "http_503")
 
 
@@ -58,12 +58,12 @@ class EmulatorOptions:
     # Bytes per second that one connection may receive from file links and
     # zip downloads; None is uncapped (served with sendfile).
     link_rate: float | None = None
-    # Seconds after which an issued file link answers HTTP 403; None never.
+    # Seconds after which an issued file link returns HTTP 403; None never.
     link_expiry: float | None = None
 
     # Probability of an injected error per endpoint and code, for example
     # {"folder/list": {"service_down": 0.5}}.  The endpoint "*" matches
-    # every endpoint.  The code "http_500" answers HTTP 500.
+    # every endpoint.  The code "http_500" sends HTTP 500.
     error_rates: dict[str, dict[str, float]] = field(default_factory=dict)
     # Seed of the random generator behind error_rates, so runs repeat.
     seed: int = 0
@@ -79,8 +79,8 @@ class EmulatorOptions:
     # the two settings above is set.  Each reset counts it down.
     link_reset_count: int | None = None
 
-    # How the upload URL fails: "reset", "http_500", "http_502", "http_503";
-    # None uploads normally.
+    # Failure mode of the upload URL: "reset", "http_500", "http_502" or
+    # "http_503"; None uploads normally.
     upload_failure: str | None = None
     # Uploads still to fail; None fails every upload while upload_failure is
     # set.  Each failure counts it down.
@@ -95,7 +95,7 @@ class EmulatorOptions:
     # Bytes per second a transfer downloads; None finishes transfers at once.
     transfer_speed: float | None = None
 
-    # Answer to every new device code without a visit to /device:
+    # Decision applied to every new device code without a visit to /device:
     # "approve", "deny" or None (wait for /device).
     device_auto: str | None = None
     # Seconds a device code stays valid and the poll interval it announces.

@@ -79,6 +79,7 @@ class Emulator:
         self.zips = Zips(self)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False
         if demo_content:
             from pmzfs.emulator.demo import seed_demo_content
 
@@ -88,8 +89,8 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Bind the port and serve in background threads; return once listening."""
-        if self._server is not None:
-            raise RuntimeError("the emulator is already running")
+        if self._server is not None or self._stopped:
+            raise RuntimeError("the emulator is already running or was stopped; create a new Emulator")
         self._server = EmulatorHTTPServer((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self.state.start_saver()
@@ -101,12 +102,18 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close client connections, save the state; remove it if temporary."""
+        """Stop serving, close client connections, save the state; remove it if temporary.
+
+        A second call does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
         if self._server is not None:
             stopper = threading.Thread(target=self._server.shutdown, name="emulator-stop")
             stopper.start()
-            # A connection wakes the serve loop's select(), so it sees the
-            # shutdown request now instead of after its poll interval.
+            # A connection wakes the serve loop's select(), so the loop reads
+            # the shutdown request now instead of after its poll interval.
             try:
                 socket.create_connection((self.host, self.port), timeout=1).close()
             except OSError:
@@ -158,7 +165,7 @@ class Emulator:
         self.auth.decide(user_code, "deny")
 
     def fail_next(self, endpoint: str, code: str, count: int = 1) -> None:
-        """Make the next ``count`` calls of ``endpoint`` answer error ``code``.
+        """Make the next ``count`` calls of ``endpoint`` fail with error ``code``.
 
         ``code`` is a documented error code, or ``"http_500"`` for an HTTP
         500 ``unknown_error`` envelope.

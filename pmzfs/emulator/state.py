@@ -94,7 +94,7 @@ class StateStore:
     """Folders and files of one emulated account.
 
     Every public method is thread-safe.  Methods that change the tree raise
-    ``ServiceError`` with the code the API answers (``not_found``,
+    ``ServiceError`` with the code the API returns (``not_found``,
     ``invalid_request``), so the HTTP layer and in-process seeding share
     one set of rules.
     """
@@ -261,14 +261,14 @@ class StateStore:
         if duplicates_allowed:
             return
         if case_sensitive:
-            taken = [entry for entry in self._by_name[folder_id].get(name, ()) if entry != ignore_id]
+            holders = [entry for entry in self._by_name[folder_id].get(name, ()) if entry != ignore_id]
+            conflicts = len(holders)
         else:
-            count = self._by_folded[folder_id].get(name.casefold(), 0)
+            conflicts = self._by_folded[folder_id].get(name.casefold(), 0)
             if ignore_id is not None and self._name_of(ignore_id).casefold() == name.casefold():
-                count -= 1
-            taken = [None] * count
-        if taken:
-            raise invalid_request(f"the name {name!r} is already taken in this folder")
+                conflicts -= 1
+        if conflicts > 0:
+            raise invalid_request(f"the name {name!r} is already taken in this folder; choose another name")
 
     def _name_of(self, entry_id: str) -> str:
         entry = self._folders.get(entry_id) or self._files.get(entry_id)
@@ -370,16 +370,22 @@ class StateStore:
             return list(self._folders.values())
 
     def walk_files(self, folder_id: str) -> Iterator[tuple[str, File]]:
-        """Yield ``(relative path parts joined by "/", file)`` for every file under a folder."""
+        """Yield ``(folder path, file)`` for every file under a folder.
+
+        The folder path is relative to ``folder_id``: "" or names joined by
+        "/" with a trailing "/".  The walk is a snapshot taken under the lock.
+        """
         with self.lock:
+            found: list[tuple[str, File]] = []
             stack = [(folder_id, "")]
             while stack:
                 current, prefix = stack.pop()
                 for entry in self.children(current):
                     if isinstance(entry, File):
-                        yield prefix, entry
+                        found.append((prefix, entry))
                     else:
                         stack.append((entry.id, f"{prefix}{entry.name}/"))
+        yield from found
 
     @property
     def space_used(self) -> int:

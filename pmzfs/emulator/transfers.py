@@ -11,14 +11,15 @@ Source rules (the emulator's own, since the service's are unknown):
 - ``http(s)://...`` makes one file named after the last path segment,
   stored in the target folder; the transfer's ``file_id`` is set.
 - ``magnet:?xt=...`` and an uploaded ``.torrent`` or ``.nzb`` make a
-  folder (named after ``dn`` or the uploaded file) holding a video and an
-  ``.nfo`` file; the transfer's ``folder_id`` changes to that new folder.
-- A source containing ``fail`` fails its first attempt with status
+  folder, named after ``dn`` or the uploaded file, that contains a video
+  and an ``.nfo`` file.  The transfer's ``folder_id`` changes to that new
+  folder.
+- A source that contains ``fail`` fails its first attempt with status
   ``error``; ``transfer/retry`` then succeeds.
-- A URL path ending in ``.dlc``, ``.ccf`` or ``.rsdf`` is a container: the
-  answer lists three extracted links and no transfer is created.
-- Another scheme answers ``service_unsupported``; text that is no URL
-  answers ``invalid_request``.
+- A URL path ending in ``.dlc``, ``.ccf`` or ``.rsdf`` is a container.  The
+  response lists three extracted links and no transfer is created.
+- Another scheme gets ``service_unsupported``, and text that is no URL gets
+  ``invalid_request``.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ class Transfers:
 
     def _finish(self, record: dict[str, Any], source: Source) -> None:
         if record["fails_first"] and record["attempt"] == 1:
-            record.update(status="error", progress=0.0, message="Download failed: the emulated host refused the request")
+            record.update(status="error", progress=0.0, message="Download failed: the emulated host rejected the request")
             return
         try:
             target = record["folder_id"]

@@ -3,7 +3,7 @@
 ``folder/uploadinfo`` issues a slot: a random URL path ``/upload/<slot>``
 and a token.  The first POST to the URL uses the slot up, whatever its
 outcome, so a client can never retry an upload with the same token.
-Slots live in memory only; a restart forgets the unused ones.
+Slots live in memory only, so a restart drops the unused ones.
 """
 
 from __future__ import annotations

@@ -221,3 +221,12 @@ def test_invalid_names_rejected(api, emulator):
         assert error_code(api.post("/api/folder/create", data={"name": name})) == "invalid_request"
         assert error_code(api.post("/api/item/rename", data={"id": file_id, "name": name})) == "invalid_request"
     assert error_code(api.post("/api/folder/create", data={})) == "invalid_request"
+
+
+def test_walk_files_relative_paths(emulator):
+    top = emulator.state.create_folder(None, "top")
+    inner = emulator.state.create_folder(top, "inner")
+    deep = emulator.state.add_file(inner, "deep.txt", b"d")
+    shallow = emulator.state.add_file(top, "shallow.txt", b"s")
+    walked = {file.id: prefix for prefix, file in emulator.state.walk_files(top)}
+    assert walked == {deep: "inner/", shallow: ""}

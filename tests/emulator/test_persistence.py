@@ -95,3 +95,10 @@ def test_orphan_blobs_removed_on_start(tmp_path):
     (state_dir / "blobs" / "sha256-orphan").write_bytes(b"left behind")
     with emulator_for_tests(state_dir) as emu:
         assert list(emu.state.blob_dir.iterdir()) == []
+
+
+def test_stop_twice_is_harmless():
+    emu = Emulator(options=EmulatorOptions())
+    emu.start()
+    emu.stop()
+    emu.stop()

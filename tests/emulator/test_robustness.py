@@ -1,4 +1,4 @@
-"""Bad, hostile and malformed input: always a documented answer, and the emulator stays up."""
+"""Bad, hostile and malformed input gets a documented error response, and the emulator keeps serving."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pmzfs.emulator.testing import success as ok
 
 
 def raw_request(emulator, data: bytes) -> bytes:
-    """Send raw bytes and return everything the server answers before it closes."""
+    """Send raw bytes and return everything the server sends back before it closes the connection."""
     with socket.create_connection((emulator.host, emulator.port), timeout=10) as connection:
         connection.sendall(data)
         connection.shutdown(socket.SHUT_WR)
@@ -133,7 +133,7 @@ def test_unknown_http_method(emulator):
     assert json_body(raw)["status"] == "error"
 
 
-def test_internal_failure_answers_500_envelope(api, monkeypatch, expected_errors):
+def test_internal_failure_sends_500_envelope(api, monkeypatch, expected_errors):
     def broken(emu, params):
         raise RuntimeError("boom")
 
