@@ -1,8 +1,8 @@
 """The writer: opening staged files, uploads on flush, background retries and recovery.
 
-Each staged file has a ``trio.Lock`` that every change, fetch and upload
-holds, so an upload always sends one consistent version; a write that
-arrives during an upload waits for it to end.
+Every change, fetch and upload of a staged file takes the file's
+``trio.Lock``, so an upload always sends one consistent version.  A write
+that arrives during an upload waits for the upload to end.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import trio
@@ -36,26 +37,30 @@ from pmzfs.writer.staging import FetchError, StagedData, fetch_into
 from pmzfs.writer.status import StagedUpload, WriterStatus, describe_manifest
 from pmzfs.writer.upload import MiB, Uploader
 
+if TYPE_CHECKING:
+    from pmzfs.api.client import PremiumizeClient
+    from pmzfs.mtimes import MtimeStore
+
 log = logging.getLogger(__name__)
 
 
 class Writer:
     """Stages written files in ``staging_dir`` and uploads them through ``client``.
 
-    Use as ``async with``: entering locks the staging directory, loads the
+    Use as ``async with``.  Entering locks the staging directory, loads the
     journal, moves unflushed data aside and starts a background task that
-    resumes every pending upload; leaving stops it, and whatever is still
-    pending is resumed by the next ``Writer`` on that directory.
+    resumes every pending upload.  Leaving stops that task, and the next
+    ``Writer`` on the directory resumes whatever is still pending.
     """
 
     def __init__(
         self,
-        client: object,
+        client: PremiumizeClient,
         staging_dir: Path,
         *,
         http: httpx.AsyncClient | None = None,
         listener: WriterListener | None = None,
-        mtimes: object | None = None,
+        mtimes: MtimeStore | None = None,
         account_id: str = "",
         retry: RetryPolicy = RetryPolicy(),
         progress_step_percent: int = 10,
@@ -68,6 +73,7 @@ class Writer:
         self.mtimes = mtimes
         self.account_id = account_id
         self.retry = retry
+        self._progress_min_size = progress_min_size
         self._http = http
         self._own_http = http is None
         self._uploader = Uploader(
@@ -157,7 +163,7 @@ class Writer:
         """Open the existing file ``item`` of ``folder_id`` for writing (copy-on-write).
 
         The content is fetched into staging on the first read, write or
-        truncate, so an open that changes nothing downloads nothing; with
+        truncate, so an open that changes nothing downloads nothing.  With
         ``truncate`` (``O_TRUNC``) nothing is fetched at all.  A staged
         version of the file that is open or waiting for its upload is
         reused, because it is newer than the service copy.
@@ -172,6 +178,11 @@ class Writer:
         """Open another handle on a staged file, such as a new file that is not uploaded yet."""
         if staged.discarded:
             raise WriteError(errno.ENOENT, f"{staged.name!r} was deleted")
+        if staged.dropped:
+            if staged.item is None:
+                raise WriteError(errno.ENOENT, f"{staged.name!r} is no longer staged")
+            # Its upload finished meanwhile: open the uploaded file instead.
+            return await self.open(staged.folder_id, staged.item, truncate=truncate)
         handle = self._handle(staged)
         if truncate:
             try:
@@ -215,7 +226,7 @@ class Writer:
 
     def _index(self, staged: StagedFile) -> None:
         self._unindex(staged)
-        if staged.discarded:
+        if not staged.tracked:
             return
         if staged.file_id is not None:
             self._by_file[staged.file_id] = staged
@@ -236,6 +247,7 @@ class Writer:
 
     def _drop(self, staged: StagedFile) -> None:
         """Forget a staged file and delete its local copy and manifest."""
+        staged.dropped = True
         self._unindex(staged)
         self._staged.pop(staged.staging_id, None)
         staged.data.remove()
@@ -284,6 +296,8 @@ class Writer:
         async with staged.lock:
             staged.mtime_ns = mtime_ns
             staged.mtime_explicit = True
+            if not staged.tracked:
+                return
             if not staged.dirty and not staged.pending and staged.file_id is not None:
                 if self.mtimes is not None:
                     self.mtimes.set(staged.file_id, staged.size, mtime_ns)
@@ -295,7 +309,8 @@ class Writer:
         staged.generation += 1
         staged.mtime_ns = time.time_ns()
         staged.mtime_explicit = False
-        if not staged.manifest.modified:
+        # An unlinked file has no manifest any more and must not get one back.
+        if not staged.manifest.modified and staged.tracked:
             staged.manifest.modified = True
             self._save_quietly(staged.manifest)
 
@@ -313,6 +328,9 @@ class Writer:
                 raise FetchError(f"item/details returned no link for file {source.id}")
             return details.link
 
+        large = length >= self._progress_min_size
+        if large:
+            log.info("fetching %.1f MiB of %r (file %s) into staging to change it", length / MiB, source.name, source.id)
         try:
             link = source.link or await refresh_link()
             await fetch_into(staged.data, self._http, link, length, refresh_link, file_id=source.id)
@@ -323,6 +341,8 @@ class Writer:
             raise _disk_error(exc, f"fetching {source.name!r} into staging") from exc
         staged.materialized = True
         staged._size = length
+        if large:
+            log.info("fetched %r (file %s) into staging", source.name, source.id)
 
     async def _flush(self, staged: StagedFile) -> Item | None:
         async with staged.lock:
@@ -381,8 +401,9 @@ class Writer:
                 raise WriteError(errno_for(exc), f"renaming {staged.name!r} failed: {exc}") from exc
             manifest.folder_id = folder_id
             manifest.name = name
-            await self._save_for_state(manifest)
-            self._index(staged)
+            if staged.tracked:
+                await self._save_for_state(manifest)
+                self._index(staged)
 
     async def _settle_for_move(self, staged: StagedFile) -> None:
         """Finish or drop a half-done upload, whose temporary files sit in the old folder."""
@@ -439,7 +460,7 @@ class Writer:
         """Put service file ``source_id`` in place of ``target_id`` as ``name`` (a rename over a file).
 
         Both files must be in ``folder_id``.  The target is renamed aside,
-        the source renamed into place, then the target deleted; when the
+        the source renamed into place, then the target deleted.  When the
         source cannot be renamed, the target gets its name back.  Works
         whether or not the service allows two files with one name.  Raises
         ``WriteError`` with the errno of the failure.
@@ -450,6 +471,14 @@ class Writer:
             raise WriteError(errno_for(exc), f"replacing {name!r} failed: {exc}") from exc
         if self.mtimes is not None:
             self.mtimes.forget(target_id)
+
+    async def set_mtime(self, staged: StagedFile, mtime_ns: int) -> None:
+        """Set the modification time of a staged file that may have no open handle.
+
+        A file with nothing left to upload stores it in the mtime store at
+        once; otherwise it is stored with the next upload's file id.
+        """
+        await self._set_mtime(staged, mtime_ns)
 
     async def truncate(self, folder_id: str, item: Item, size: int) -> Item | None:
         """Truncate the service file ``item`` to ``size`` bytes (``truncate(2)`` without an open file).
@@ -476,7 +505,7 @@ class Writer:
         check_first = False
         try:
             if staged.ready_generation == generation and manifest.state in PENDING_STATES:
-                # The journal already holds this version: resume its upload.
+                # The journal contains this version already: resume its upload.
                 check_first = manifest.state != UPLOADED
                 if manifest.state == FAILED:
                     manifest.state = READY
@@ -570,6 +599,8 @@ class Writer:
                 self.mtimes.forget(replaced_id)
             if manifest.mtime_ns is not None:
                 self.mtimes.set(item.id, item.size, manifest.mtime_ns)
+
+        # The uploaded file is now the one the next upload replaces.
         staged.uploaded_generation = generation
         staged.item = item
         staged.next_retry = None
@@ -585,12 +616,19 @@ class Writer:
             self._drop(staged)
         else:
             self._save_quietly(manifest)
-        if self.listener is not None:
-            done = UploadDone(staged.staging_id, manifest.folder_id, item, replaced_id)
-            try:
-                self.listener.upload_done(done)
-            except Exception:
-                log.exception("the listener failed to take the upload of %r (file %s)", manifest.name, item.id)
+
+        self._notify(UploadDone(staged.staging_id, manifest.folder_id, item, replaced_id))
+
+    def _notify(self, done: UploadDone) -> None:
+        if self.listener is None:
+            return
+        try:
+            self.listener.upload_done(done)
+        except Exception:
+            log.exception(
+                "the listener failed to take the upload of %r (file %s in folder %s)",
+                done.item.name, done.item.id, done.folder_id,
+            )
 
     async def upload_pending(self) -> WriterStatus:
         """Try every pending upload and leftover delete once, now; return the status afterwards.
@@ -639,7 +677,7 @@ class Writer:
     async def _retry_upload(self, staged: StagedFile) -> None:
         async with staged.lock:
             staged.next_retry = None
-            if staged.discarded or staged.manifest.state == FAILED:
+            if not staged.tracked or staged.manifest.state == FAILED:
                 return
             if not (staged.pending or staged.dirty):
                 return
@@ -727,7 +765,7 @@ class Writer:
             return
         size = data.path.stat().st_size if data.path.exists() else manifest.size
         staged = StagedFile(manifest, data, size=size, source=None)
-        # Version 1 is the content the journal holds; nothing is uploaded yet.
+        # Version 1 is the journaled content, which is not uploaded yet.
         staged.generation = staged.ready_generation = 1
         if manifest.state == FAILED:
             manifest.state = READY

@@ -1,7 +1,7 @@
 """The records of the writer: staged files, write handles, upload results and retry delays.
 
 All handles of one file share one ``StagedFile``, so every open file
-descriptor sees the others' writes, as on a local filesystem.
+descriptor reads the others' writes, as on a local filesystem.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class UploadDone:
 
 
 class WriterListener(Protocol):
-    """What the writer tells the metadata tree about its own changes on the service."""
+    """The callback through which the writer reports its own changes on the service to the metadata tree."""
 
     def upload_done(self, done: UploadDone) -> None:
         """Insert ``done.item`` into the cached listing of ``done.folder_id`` and drop ``done.replaced_id``.
@@ -82,9 +82,9 @@ class StagedFile:
         self.source = source
         self.materialized = source is None
         self._size = size
-        # Versions of the content: bumped by every change.  ``ready_generation``
-        # is the version the journal holds as READY, ``attempted_generation``
-        # the last one an upload was tried for.
+        # Versions of the content, bumped by every change.  ``ready_generation``
+        # is the version journaled as READY, and ``attempted_generation`` the
+        # last one an upload was tried for.
         self.generation = 0
         self.uploaded_generation = 0
         self.attempted_generation = 0
@@ -93,7 +93,10 @@ class StagedFile:
         self.item: Item | None = None
         self.mtime_ns: int | None = None
         self.mtime_explicit = False
+        # Unlinked: handles keep working, but nothing is uploaded or journaled.
         self.discarded = False
+        # Forgotten by the writer after its last release or its upload.
+        self.dropped = False
         self.next_retry: float | None = None
         self.index_keys: list[object] = []
 
@@ -127,6 +130,11 @@ class StagedFile:
     def pending(self) -> bool:
         """True while flushed content waits for its upload (after a failure or a crash)."""
         return self.manifest.state in PENDING_STATES
+
+    @property
+    def tracked(self) -> bool:
+        """True while the writer journals and uploads this file."""
+        return not (self.discarded or self.dropped)
 
     @property
     def path(self) -> Path:

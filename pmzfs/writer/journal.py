@@ -64,8 +64,8 @@ class Manifest:
     # True once the data differs from the service copy (or is new).
     modified: bool = False
     # Temporary names on the service of the current upload and of the old
-    # file while it is set aside; each is unique, so a file carrying one can
-    # only have come from this manifest.
+    # file while it is set aside.  Each is unique, so a file with one of
+    # them can only have come from this manifest.
     upload_name: str | None = None
     aside_name: str | None = None
     uploaded_id: str | None = None
@@ -130,8 +130,9 @@ class Journal:
     def lock(self) -> None:
         """Create the directory and take its exclusive lock.
 
-        Raises ``StagingLocked`` when another process holds it: two mounts
-        sharing one staging directory would each upload the other's files.
+        Raises ``StagingLocked`` when another process has it locked, because
+        two mounts sharing one staging directory would each upload the
+        other's files.
         """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
@@ -218,5 +219,5 @@ class Journal:
 
 
 class StagingLocked(Exception):
-    """Another process holds the staging directory."""
+    """Another process has locked the staging directory."""
 

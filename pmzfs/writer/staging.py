@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # Fetch attempts in a row that may fail without any new bytes arriving.
 FETCH_ATTEMPTS = 5
-# HTTP statuses with which a link says it stopped working.
+# HTTP statuses of a link that stopped working.
 DEAD_LINK_STATUSES = (401, 403, 404, 410)
 
 
@@ -90,8 +90,8 @@ async def fetch_into(
 ) -> None:
     """Download the first ``length`` bytes of a file's ``link`` into ``data``.
 
-    A dropped connection resumes at the first missing byte; a link that
-    answers 401, 403, 404 or 410 is replaced by ``refresh_link()``.  Raises
+    A dropped connection resumes at the first missing byte, and a link that
+    returns 401, 403, 404 or 410 is replaced by ``refresh_link()``.  Raises
     ``FetchError`` after ``FETCH_ATTEMPTS`` failures in a row without
     progress.  The link is never logged, because it may carry a credential.
     """
@@ -126,7 +126,7 @@ async def fetch_into(
 
 class _DeadLink(Exception):
     def __init__(self, status: int) -> None:
-        super().__init__(f"the link answered HTTP {status}")
+        super().__init__(f"the link returned HTTP {status}")
 
 
 async def _fetch_once(
@@ -140,13 +140,13 @@ async def _fetch_once(
         if response.status_code == 206:
             start = _range_start(response.headers.get("Content-Range", ""))
             if start != position:
-                raise FetchError(f"the link of file {file_id} answered range start {start}, expected {position}")
+                raise FetchError(f"the link of file {file_id} returned a range starting at {start}, expected {position}")
             skip = 0
         elif response.status_code == 200:
             # The server ignored the Range header and sends the whole file.
             skip = position
         else:
-            raise FetchError(f"the link of file {file_id} answered HTTP {response.status_code}")
+            raise FetchError(f"the link of file {file_id} returned HTTP {response.status_code}")
 
         async for chunk in response.aiter_bytes():
             if skip:

@@ -1,8 +1,8 @@
 """Status of staged uploads, from a running writer or from the journal on disk.
 
 ``pmzfs status`` runs in another process than the mount, so
-``staging_status`` reads the manifests directly; the manifests carry each
-upload's state and last error for that reason.
+``staging_status`` reads the manifests directly.  That is why each
+manifest records its upload's state and last error.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ class StagedUpload:
 class WriterStatus:
     """Pending uploads, failed uploads (with their last error) and the bytes staged on local disk.
 
-    ``pending`` holds uploads that have not failed yet; ``failed`` those
-    whose last attempt failed, which are retried in the background unless
-    their state is "failed".
+    ``pending`` contains uploads that have not failed yet.  ``failed``
+    contains those whose last attempt failed, which are retried in the
+    background unless their state is "failed".
     """
 
     pending: tuple[StagedUpload, ...]

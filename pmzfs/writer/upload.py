@@ -4,7 +4,7 @@ An upload goes to the target folder under a unique temporary name (see
 ``journal.new_temporary_name``), is confirmed by a folder listing that
 shows it with the staged size, and is then renamed into place.  When it
 replaces an older file, the old file is first renamed aside, the new one
-renamed into place, and the old one deleted; if the rename into place
+renamed into place, and the old one deleted.  If the rename into place
 fails, the old file gets its name back.  This order works whether or not
 the service allows two files with one name in a folder.
 
@@ -18,12 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from pmzfs.api.errors import APIError, InvalidRequest, NotFound
 from pmzfs.api.models import FolderListing, Item
 from pmzfs.writer.journal import READY, UPLOADED, Manifest, new_temporary_name
+
+if TYPE_CHECKING:
+    from pmzfs.api.client import PremiumizeClient
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ class Uploader:
 
     def __init__(
         self,
-        client: object,
+        client: PremiumizeClient,
         *,
         save: SaveCallback,
         on_leftover: LeftoverCallback,

@@ -231,9 +231,11 @@ async def test_unlink_open_file_deletes_service_copy(writer, client, emu, folder
     await handle.write(0, b"changes")
 
     await writer.unlink(handle.staged)
-    # The open handle still works but never uploads.
-    assert await handle.read(0, 7) == b"changes"
+    # The open handle still works but never uploads or journals.
+    await handle.write(7, b"!")
+    assert await handle.read(0, 8) == b"changes!"
     assert await handle.flush() is None
+    assert list(staging_dir.glob("*.json")) == []
     await handle.release()
 
     assert emu.state.find_file(old.id) is None

@@ -147,8 +147,9 @@ async def test_progress_logged_for_long_upload(client, staging_dir, emu, folder_
         await handle.flush()
         await handle.release()
 
-    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("uploading 'progress.bin'")]
-    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("uploaded 'progress.bin'")]
+    messages = [record.getMessage() for record in caplog.records]
+    progress = [message for message in messages if message.startswith("uploading 'progress.bin'")]
+    done = [message for message in messages if message.startswith("uploaded 'progress.bin'")]
     assert len(progress) >= 3, progress
     assert "25%" in progress[0]
     assert len(done) == 1
