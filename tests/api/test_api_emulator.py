@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import trio
-from conftest import fast_retry
+from api_testing import ERROR_CODES, fast_retry
 
 from pmzfs.api import errors
 from pmzfs.api.client import PremiumizeClient
 from pmzfs.emulator.testing import emulator_for_tests
 
-from test_api_errors import ERROR_CODES
+
 
 
 @pytest.fixture

@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import fast_retry
+from api_testing import ERROR_CODES, fast_retry
 from fake_premiumize import API_KEY, BASE_URL, FakeService, envelope, fail_after, fail_before, http_status
 
 from pmzfs.api import errors
 from pmzfs.api.client import PremiumizeClient
-
-# Every documented code, its exception class, and whether the client retries it.
-ERROR_CODES = [
-    ("link_generation_failed", errors.LinkGenerationFailed, True),
-    ("transient_error", errors.TransientError, True),
-    ("service_down", errors.ServiceDown, True),
-    ("service_limit_reached", errors.ServiceLimitReached, False),
-    ("account_limit_reached", errors.AccountLimitReached, False),
-    ("rate_limit_reached", errors.RateLimitReached, True),
-    ("semi_permanent_error", errors.SemiPermanentError, False),
-    ("service_unsupported", errors.ServiceUnsupported, False),
-    ("not_found", errors.NotFound, False),
-    ("authentication_failed", errors.AuthenticationFailed, False),
-    ("permission_denied", errors.PermissionDenied, False),
-    ("invalid_request", errors.InvalidRequest, False),
-    ("permanent_error", errors.PermanentError, False),
-    ("unknown_error", errors.UnknownError, True),
-]
-
 
 @pytest.mark.parametrize(("code", "cls", "retried"), ERROR_CODES)
 async def test_error_code_class_and_retry(client: PremiumizeClient, service: FakeService, code, cls, retried):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
-from conftest import fast_retry
+from api_testing import fast_retry
 from fake_premiumize import API_KEY, BASE_URL, FakeService
 
 from pmzfs.api import errors

@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 import trio
-from conftest import fast_retry
+from api_testing import fast_retry
 
 from pmzfs import auth, redact
 from pmzfs.api import errors

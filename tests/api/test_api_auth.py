@@ -9,7 +9,7 @@ import stat
 
 import pytest
 import trio
-from conftest import fast_retry
+from api_testing import fast_retry
 from fake_premiumize import BASE_URL, FakeService
 
 from pmzfs import auth
