@@ -500,6 +500,7 @@ class Writer:
         """Upload the staged content and put it in place (called with the lock held)."""
         manifest = staged.manifest
         generation = staged.generation
+        previous_attempt = staged.attempted_generation
         staged.attempted_generation = generation
         started = trio.current_time()
         check_first = False
@@ -521,6 +522,13 @@ class Writer:
         except OSError as exc:
             self._upload_failed(staged, exc)
             raise _disk_error(exc, f"uploading {staged.name!r}") from exc
+        except BaseException:
+            # Cancelled: the journal keeps the upload's state.  The next flush
+            # tries again, and so does the background task.
+            staged.attempted_generation = previous_attempt
+            if staged.tracked and staged.pending:
+                self._schedule(staged, self.retry.delay(1))
+            raise
         self._upload_succeeded(staged, generation, item, trio.current_time() - started)
         return item
 
@@ -725,8 +733,8 @@ class Writer:
         """Load the journal: resume pending uploads, move unflushed data aside."""
         manifests, orphans = self.journal.load_all()
         for orphan in orphans:
-            kept = self.journal.set_aside(orphan, "no-manifest")
-            log.warning("staged data %s has no manifest, so its target is unknown; moved it to %s", orphan.name, kept)
+            moved_to = self.journal.set_aside(orphan, "no-manifest")
+            log.warning("staged data %s has no manifest, so its target is unknown; moved it to %s", orphan.name, moved_to)
         other_accounts = 0
         for manifest in manifests:
             if self.account_id and manifest.account_id and manifest.account_id != self.account_id:
@@ -746,11 +754,11 @@ class Writer:
     def _recover_unflushed(self, manifest: Manifest) -> None:
         data_path = self.journal.data_path(manifest.staging_id)
         if manifest.modified and data_path.exists():
-            kept = self.journal.set_aside(data_path, manifest.name)
+            moved_to = self.journal.set_aside(data_path, manifest.name)
             log.warning(
                 "%r in folder %s was changed but never closed or flushed before pmzfs stopped; "
                 "it is not uploaded and its data is kept at %s",
-                manifest.name, manifest.folder_id, kept,
+                manifest.name, manifest.folder_id, moved_to,
             )
         self.journal.remove(manifest.staging_id)
 

@@ -171,6 +171,8 @@ class Uploader:
         listing = await self.client.folder_list(manifest.folder_id)
         new = _find(listing, manifest.uploaded_id)
         if new is None or new.size != manifest.size:
+            # NOTE: a listing that lags behind the upload also lands here and
+            # costs a second upload; the client already waited for the file.
             found = "is missing" if new is None else f"has {new.size} bytes instead of {manifest.size}"
             if new is not None:
                 await self.delete(manifest.folder_id, new.id, new.name)

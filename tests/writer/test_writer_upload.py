@@ -8,6 +8,7 @@ import logging
 import tracemalloc
 
 import pytest
+import trio
 from conftest import (
     QUICK_RETRIES,
     files_named,
@@ -321,3 +322,30 @@ async def test_background_retry_with_quick_policy(client, staging_dir, emu, fold
 
     assert listener.done[0].item.name == "later.txt"
     assert emu.state.file_bytes(listener.done[0].item.id) == b"eventually"
+
+
+async def test_cancelled_flush_resumes_once(writer, client, emu, folder_id):
+    def landed() -> bool:
+        return any(is_temporary_name(entry.name) for entry in emu.state.children(folder_id))
+
+    emu.options.api_latency = 0.3
+    handle = await writer.create(folder_id, "interrupted.bin")
+    await handle.write(0, b"i" * 100_000)
+    # Cancel the flush after the upload landed, while the client still
+    # lists the folder to find it.
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(handle.flush)
+            await wait_until(landed)
+            scope.cancel()
+    emu.options.api_latency = 0.0
+    assert handle.staged.pending
+    assert emu.counters.uploads == 1
+
+    item = await handle.flush()
+    await handle.release()
+
+    assert emu.counters.uploads == 1
+    stored = await only_file(client, folder_id, "interrupted.bin")
+    assert stored.id == item.id
+    assert await folder_names(client, folder_id) == ["interrupted.bin"]
