@@ -1,7 +1,8 @@
-"""One downloaded byte range of a file and the buffer its download fills."""
+"""One downloaded byte range of a file and the pieces its download received."""
 
 from __future__ import annotations
 
+import bisect
 import enum
 
 import trio
@@ -19,8 +20,10 @@ class Chunk:
 
     ``filled`` is the absolute offset up to which bytes have arrived, so a
     reader can take ``[start, filled)`` while the rest is still downloading.
-    The buffer is allocated when the download starts; the memory budget is
-    charged for ``size`` bytes from creation until the chunk is dropped.
+    The chunk keeps the pieces the HTTP client returns as they are, so
+    receiving costs no copy and a read copies its bytes exactly once.  The
+    memory budget is charged for ``size`` bytes from creation until the
+    chunk is dropped.
     """
 
     __slots__ = (
@@ -34,8 +37,8 @@ class Chunk:
         "waiters",
         "error",
         "scope",
-        "_buffer",
-        "_view",
+        "_pieces",
+        "_piece_starts",
         "_wake_at",
         "_event",
     )
@@ -58,8 +61,9 @@ class Chunk:
         self.error: BaseException | None = None
         # Cancel scope of the download in progress, so eviction can stop it.
         self.scope: trio.CancelScope | None = None
-        self._buffer: bytearray | None = None
-        self._view: memoryview | None = None
+        # Received pieces and the absolute offset of each piece's first byte.
+        self._pieces: list[bytes] = []
+        self._piece_starts: list[int] = []
         self._wake_at = end + 1
         self._event = trio.Event()
 
@@ -70,27 +74,38 @@ class Chunk:
     def __repr__(self) -> str:
         return f"<Chunk {self.start}-{self.end} {self.state.value} filled={self.filled - self.start}>"
 
-    def allocate(self) -> None:
-        """Create the buffer the first download writes into."""
-        if self._buffer is None:
-            self._buffer = bytearray(self.size)
-            self._view = memoryview(self._buffer)
-
     def append(self, data: bytes) -> None:
         """Store ``data`` at ``filled`` and wake the reads it satisfies.
 
         The caller checks first that ``data`` fits before ``end``.
         """
-        position = self.filled - self.start
-        count = len(data)
-        self._view[position : position + count] = data
-        self.filled += count
+        if not data:
+            return
+        self._pieces.append(data)
+        self._piece_starts.append(self.filled)
+        self.filled += len(data)
         if self.filled >= self._wake_at:
             self._wake()
 
     def slice(self, start: int, end: int) -> bytes:
         """Return a copy of bytes ``[start, end)``, which must have arrived."""
-        return bytes(self._view[start - self.start : end - self.start])
+        starts = self._piece_starts
+        index = bisect.bisect_right(starts, start) - 1
+        piece = self._pieces[index]
+        offset = start - starts[index]
+        if end - starts[index] <= len(piece):
+            return piece[offset : end - start + offset]
+        parts = [memoryview(piece)[offset:]]
+        position = starts[index] + len(piece)
+        while position < end:
+            index += 1
+            piece = self._pieces[index]
+            if end - position < len(piece):
+                parts.append(memoryview(piece)[: end - position])
+            else:
+                parts.append(piece)
+            position += len(piece)
+        return b"".join(parts)
 
     def finish(self) -> None:
         """Mark every byte as arrived and wake all waiting reads."""
@@ -101,9 +116,9 @@ class Chunk:
         """Mark the chunk as gone and wake all waiting reads.
 
         Reads that were waiting look the range up again, or raise ``error``
-        when it is set.  The buffer stays until the chunk is garbage: a
-        cancelled download may still append to it before the cancellation
-        reaches it.
+        when it is set.  The pieces stay until the chunk is garbage: a
+        cancelled download may still append before the cancellation reaches
+        it.
         """
         self.state = ChunkState.DROPPED
         self.error = error

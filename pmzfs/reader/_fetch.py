@@ -165,10 +165,19 @@ class Link:
 
 
 class Fetcher:
-    """Download chunks with range requests over one shared HTTP client."""
+    """Download chunks with range requests.
 
-    def __init__(self, client: httpx.AsyncClient, limits: RetryLimits) -> None:
-        self.client = client
+    Read-ahead and reads that fetch their own bytes use separate clients,
+    so separate connection pools.  Cancelling read-ahead of a position the
+    player left closes its connections, and read-ahead may keep every
+    connection of its pool busy; the reads' pool keeps the connections of
+    earlier reads open, so the first request after a seek usually goes out
+    on an open connection.
+    """
+
+    def __init__(self, readahead_client: httpx.AsyncClient, read_client: httpx.AsyncClient, limits: RetryLimits) -> None:
+        self.readahead_client = readahead_client
+        self.read_client = read_client
         self.limits = limits
         self.requests = 0
         self.bytes_fetched = 0
@@ -237,7 +246,8 @@ class Fetcher:
     async def _attempt(self, file_id: str, url: str, chunk: Chunk, size: int, deadline: float) -> None:
         start = chunk.filled
         end = chunk.end
-        request = self.client.build_request(
+        client = self.readahead_client if chunk.readahead else self.read_client
+        request = client.build_request(
             "GET", url, headers={"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
         )
         log.debug("GET file %s bytes %d-%d", file_id, start, end - 1)
@@ -246,10 +256,9 @@ class Fetcher:
         # large body may take longer, and the client's read timeout catches
         # a body that stops.
         with trio.fail_at(deadline):
-            response = await self.client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         try:
             check_response(response, start, end, size)
-            chunk.allocate()
             async for data in response.aiter_bytes():
                 if chunk.filled + len(data) > end:
                     raise BadResponse(f"body longer than the {end - start} bytes requested")

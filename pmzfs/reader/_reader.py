@@ -1,4 +1,4 @@
-"""The Reader: one HTTP client, one memory budget and the open files of a mount."""
+"""The Reader: the HTTP clients for file links, one memory budget and the open files of a mount."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class Reader:
         self._transport = transport
         self._timeout = timeout or httpx.Timeout(10.0)
         self._retry_limits = retry_limits or RetryLimits()
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
         self._nursery_manager = None
         self._nursery: trio.Nursery | None = None
         self.fetcher: Fetcher | None = None
@@ -106,25 +106,34 @@ class Reader:
         self._closed_bytes_served = 0
 
     async def __aenter__(self) -> Reader:
+        self._clients = [self._new_client(), self._new_client()]
+        self.fetcher = Fetcher(self._clients[0], self._clients[1], self._retry_limits)
+        self._nursery_manager = trio.open_nursery()
+        try:
+            self._nursery = await self._nursery_manager.__aenter__()
+        except BaseException:
+            await self._close_clients()
+            raise
+        return self
+
+    def _new_client(self) -> httpx.AsyncClient:
         # Connections stay open between requests, and the pool has no upper
         # bound: a read after a seek must never wait for a connection that
         # is busy with read-ahead of the old position.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0)
-        self._client = httpx.AsyncClient(
+        return httpx.AsyncClient(
             transport=self._transport,
             timeout=self._timeout,
             limits=limits,
             follow_redirects=True,
             headers={"User-Agent": f"pmzfs/{__version__}"},
         )
-        self.fetcher = Fetcher(self._client, self._retry_limits)
-        self._nursery_manager = trio.open_nursery()
-        try:
-            self._nursery = await self._nursery_manager.__aenter__()
-        except BaseException:
-            await self._client.aclose()
-            raise
-        return self
+
+    async def _close_clients(self) -> None:
+        with trio.CancelScope(shield=True):
+            for client in self._clients:
+                await client.aclose()
+        self._clients = []
 
     async def __aexit__(self, *exc_info: object) -> None:
         # The workers never raise, so the nursery exits cleanly.  It gets no
@@ -137,8 +146,7 @@ class Reader:
             self._files.clear()
             self._lru.clear()
             self._nursery = None
-            with trio.CancelScope(shield=True):
-                await self._client.aclose()
+            await self._close_clients()
 
     def open(
         self, file_id: str, size: int, link: str, refresh_link: Callable[[], Awaitable[str]]
