@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import time
 
 import pytest
-import trio
 from conftest import files_named, folder_names, only_file, staged_data_files
 
 from pmzfs.writer import WriteError
@@ -112,9 +113,10 @@ async def test_fetch_resumes_after_reset(writer, client, emu, folder_id):
 
 
 async def test_fetch_refreshes_expired_link(writer, client, emu, folder_id):
-    old = await seed(client, emu, folder_id, "stale-link.txt", OLD)
-    emu.options.link_expiry = 1.0
-    await trio.sleep(2.1)
+    listed = await seed(client, emu, folder_id, "stale-link.txt", OLD)
+    emu.options.link_expiry = 10.0
+    issued_long_ago = int(time.time()) - 100
+    old = dataclasses.replace(listed, link=emu.base_url + emu.signer.link_path(listed.id, listed.name, issued_long_ago))
 
     handle = await writer.open(folder_id, old)
     await handle.write(0, b"N")
