@@ -18,7 +18,7 @@ from conftest import (
     wait_until,
 )
 
-from pmzfs.writer import RetryPolicy, WriteError, Writer, is_temporary_name, staging_status
+from pmzfs.writer import WriteError, Writer, is_temporary_name, staging_status
 
 MiB = 1024 * 1024
 
@@ -188,43 +188,43 @@ async def test_upload_reset_at_60_percent_retried(writer, client, emu, folder_id
     assert await folder_names(client, folder_id) == ["reset.bin"]
 
 
-async def test_upload_always_failing_keeps_data(client, staging_dir, emu, folder_id):
+async def test_upload_always_failing_keeps_data(writer, client, emu, folder_id, staging_dir):
     emu.options.upload_failure = "reset"
     emu.options.upload_reset_after_fraction = 0.6
     content = b"must not be lost " * 10_000
 
-    async with Writer(client, staging_dir, retry=QUICK_RETRIES) as writer:
-        handle = await writer.create(folder_id, "precious.txt")
-        await handle.write(0, content)
-        with pytest.raises(WriteError) as caught:
-            await handle.flush()
-        assert caught.value.errno == errno.EIO
+    handle = await writer.create(folder_id, "precious.txt")
+    await handle.write(0, content)
+    with pytest.raises(WriteError) as caught:
+        await handle.flush()
+    assert caught.value.errno == errno.EIO
 
-        # Nothing partial on the service, the data on local disk.
-        assert await folder_names(client, folder_id) == []
-        [data_file] = staged_data_files(staging_dir)
-        assert data_file.read_bytes() == content
-        status = writer.status()
-        assert [entry.name for entry in status.failed] == ["precious.txt"]
-        assert status.failed[0].last_error
-        assert status.failed[0].staged_path == data_file
-        assert status.pending == ()
-        on_disk = staging_status(staging_dir)
-        assert [entry.name for entry in on_disk.failed] == ["precious.txt"]
-        assert on_disk.bytes_staged == len(content)
+    # Nothing partial on the service, the data on local disk.
+    assert await folder_names(client, folder_id) == []
+    [data_file] = staged_data_files(staging_dir)
+    assert data_file.read_bytes() == content
+    status = writer.status()
+    assert [entry.name for entry in status.failed] == ["precious.txt"]
+    assert status.failed[0].last_error
+    assert status.failed[0].staged_path == data_file
+    assert status.pending == ()
+    on_disk = staging_status(staging_dir)
+    assert [entry.name for entry in on_disk.failed] == ["precious.txt"]
+    assert on_disk.bytes_staged == len(content)
 
-        # A second close of the unchanged file reports the same error
-        # without another attempt.
-        attempts = emu.counters.api_calls["folder/uploadinfo"]
-        with pytest.raises(WriteError):
-            await handle.flush()
-        assert emu.counters.api_calls["folder/uploadinfo"] == attempts
-        await handle.release()
-        assert staged_data_files(staging_dir) == [data_file]
+    # A second close of the unchanged file reports the same error without
+    # another attempt.
+    attempts = emu.counters.api_calls["folder/uploadinfo"]
+    with pytest.raises(WriteError):
+        await handle.flush()
+    assert emu.counters.api_calls["folder/uploadinfo"] == attempts
+    await handle.release()
+    assert staged_data_files(staging_dir) == [data_file]
 
-        emu.options.upload_failure = None
-        await wait_until(lambda: not writer.status().failed)
+    emu.options.upload_failure = None
+    status = await writer.upload_pending()
 
+    assert status.failed == ()
     stored = await only_file(client, folder_id, "precious.txt")
     assert emu.state.file_bytes(stored.id) == content
     assert await folder_names(client, folder_id) == ["precious.txt"]
@@ -309,19 +309,27 @@ async def test_temporary_names_never_left(writer, client, emu, folder_id):
     assert len(await files_named(client, folder_id, "clean.txt")) == 1
 
 
-async def test_background_retry_with_quick_policy(client, staging_dir, emu, folder_id, listener):
-    emu.options.upload_failure = "http_503"
-    async with Writer(client, staging_dir, listener=listener, retry=RetryPolicy((0.05,))) as writer:
+async def test_background_retry_after_fault_cleared(client, staging_dir, emu, folder_id, listener):
+    emu.options.upload_failure = "reset"
+    emu.options.upload_reset_after_fraction = 0.6
+    content = b"eventually " * 10_000
+
+    async with Writer(client, staging_dir, listener=listener, retry=QUICK_RETRIES) as writer:
         handle = await writer.create(folder_id, "later.txt")
-        await handle.write(0, b"eventually")
+        await handle.write(0, content)
         with pytest.raises(WriteError):
             await handle.flush()
         await handle.release()
+        assert await folder_names(client, folder_id) == []
+
         emu.options.upload_failure = None
         await wait_until(lambda: len(listener.done) == 1)
+        assert writer.status().failed == ()
 
     assert listener.done[0].item.name == "later.txt"
-    assert emu.state.file_bytes(listener.done[0].item.id) == b"eventually"
+    assert emu.state.file_bytes(listener.done[0].item.id) == content
+    assert await folder_names(client, folder_id) == ["later.txt"]
+    assert staged_data_files(staging_dir) == []
 
 
 async def test_cancelled_flush_resumes_once(writer, client, emu, folder_id):
