@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Statuses that mean the link itself stopped working; a fresh link fixes them.
 # 416 joins them because the link may now point at other content than the
-# size the caller knows.
+# size the caller expects.
 LINK_FAILURE_STATUSES = frozenset({403, 404, 410, 416})
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
@@ -54,7 +54,7 @@ class BadResponse(Exception):
 
 
 class LinkFailed(Exception):
-    """The link answered with a status that a fresh link fixes."""
+    """The link returned a status that a fresh link fixes."""
 
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
@@ -137,42 +137,74 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class Link:
-    """The current link of one file and the callback that replaces it."""
+    """The current link of one file and the callback that replaces it.
 
-    def __init__(self, file_id: str, url: str, refresh: Callable[[], Awaitable[str]]) -> None:
+    One refresh runs at a time per file, in a task of its own.  A read that
+    stops waiting for it (cancelled, or its file closed) does not cancel
+    it, so the other reads of the file need not request a link again.
+    """
+
+    def __init__(
+        self,
+        file_id: str,
+        url: str,
+        refresh: Callable[[], Awaitable[str]],
+        spawn: Callable[[Callable[[], Awaitable[None]]], None],
+        timeout: float,
+    ) -> None:
         self.file_id = file_id
         self.url = url
         self.refresh_callback = refresh
-        self._lock = trio.Lock()
+        self.refreshes = 0
+        self._spawn = spawn
+        self._timeout = timeout
+        self._refreshed: trio.Event | None = None
+        self._error: ReadError | None = None
 
-    async def refresh(self, failed_url: str) -> bool:
-        """Replace the link unless another task already replaced ``failed_url``.
+    async def refresh(self, failed_url: str) -> None:
+        """Replace the link unless it already changed since ``failed_url`` failed.
 
-        Returns True when this call fetched a new link.  Raises ``ReadError``
-        when the callback fails or returns something other than a link.
+        Raises ``ReadError`` when the callback fails, times out or returns
+        something other than a link.
         """
-        async with self._lock:
-            if self.url != failed_url:
-                return False
-            try:
+        if self.url != failed_url:
+            return
+        if self._refreshed is None:
+            self._refreshed = trio.Event()
+            self._error = None
+            self._spawn(self._run_refresh)
+        await self._refreshed.wait()
+        if self.url == failed_url and self._error is not None:
+            raise ReadError(self._error.strerror, self._error.errno)
+
+    async def _run_refresh(self) -> None:
+        try:
+            with trio.fail_after(self._timeout):
                 url = await self.refresh_callback()
-            except Exception as exc:
-                raise ReadError(f"requesting a new link for file {self.file_id} failed: {describe(exc)}") from exc
             if not isinstance(url, str) or not url:
                 raise ReadError(f"requesting a new link for file {self.file_id} returned {type(url).__name__}, not a link")
             self.url = url
-            return True
+            self.refreshes += 1
+        except trio.TooSlowError:
+            self._error = ReadError(f"requesting a new link for file {self.file_id} timed out after {self._timeout:g} s")
+        except ReadError as exc:
+            self._error = exc
+        except Exception as exc:
+            self._error = ReadError(f"requesting a new link for file {self.file_id} failed: {describe(exc)}")
+        finally:
+            event, self._refreshed = self._refreshed, None
+            event.set()
 
 
 class Fetcher:
     """Download chunks with range requests.
 
     Read-ahead and reads that fetch their own bytes use separate clients,
-    so separate connection pools.  Cancelling read-ahead of a position the
-    player left closes its connections, and read-ahead may keep every
-    connection of its pool busy; the reads' pool keeps the connections of
-    earlier reads open, so the first request after a seek usually goes out
-    on an open connection.
+    so separate connection pools.  Read-ahead may keep every connection of
+    its pool busy, and cancelling read-ahead of a position the player left
+    closes connections.  The reads' pool keeps the connections of earlier
+    reads open, so the first request after a seek usually goes out on an
+    open connection.
     """
 
     def __init__(self, readahead_client: httpx.AsyncClient, read_client: httpx.AsyncClient, limits: RetryLimits) -> None:
@@ -181,7 +213,6 @@ class Fetcher:
         self.limits = limits
         self.requests = 0
         self.bytes_fetched = 0
-        self.link_refreshes = 0
         self.retries = 0
         self.warnings = WarningLimiter()
 
@@ -238,8 +269,7 @@ class Fetcher:
         )
         try:
             with trio.fail_at(deadline):
-                if await link.refresh(url):
-                    self.link_refreshes += 1
+                await link.refresh(url)
         except trio.TooSlowError:
             raise ReadError(f"requesting a new link for file {link.file_id} timed out") from None
 

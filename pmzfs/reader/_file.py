@@ -227,16 +227,22 @@ class FileState:
             return MIN_CHUNK
         return window
 
+    def _chunk_size(self, window: int) -> int:
+        """Return the request size that splits ``window`` over the file's connections."""
+        # Whole multiples of MIN_CHUNK keep request sizes few and regular.
+        size = window // self.reader.connections_per_file // MIN_CHUNK * MIN_CHUNK
+        return min(MAX_CHUNK, max(MIN_CHUNK, size))
+
     def _schedule_readahead(self, stream: Stream) -> None:
+        """Queue chunks so that the window after the stream's position is being fetched."""
         window = self._window(stream)
         target = min(self.size, stream.next + window)
         start = max(stream.fetch_end, stream.next)
-        chunk_size = min(MAX_CHUNK, max(MIN_CHUNK, window // self.reader.connections_per_file))
+        chunk_size = self._chunk_size(window)
         # Schedule whole chunks only, so each request is worth its round trip.
-        if target - start < chunk_size and target < self.size:
+        if start >= target or (target - start < chunk_size and target < self.size):
             return
-        if start >= target:
-            return
+
         self._abandon_streams(stream)
         position = start
         while position < target:
@@ -245,15 +251,17 @@ class FileState:
                 position = chunk.end
                 continue
             end = min(position + chunk_size, target, self._next_start(position))
-            if end - position < chunk_size and end < self.size and end == target:
+            if end - position < chunk_size and end == target < self.size:
                 break
+
             granted = self.reader.reserve(end - position, stream, required=False)
             if granted < MIN_CHUNK and granted < end - position:
+                # Too little memory for a request worth its round trip.
                 self.reader.unreserve(granted)
                 break
             chunk = Chunk(position, position + granted, stream, readahead=True)
             self._insert(chunk)
-            stream.chunks.append(chunk)
+            bisect.insort(stream.chunks, chunk, key=_chunk_start)
             self._enqueue(chunk)
             position = chunk.end
         stream.fetch_end = position
@@ -261,8 +269,8 @@ class FileState:
     def _abandon_streams(self, current: Stream) -> None:
         """Cancel the read-ahead of streams that the reader has left.
 
-        A stream is left when nobody read it since ``current`` started (a
-        player that seeks), or during the last ``STALE_READS`` reads.
+        A stream is left when no read touched it since ``current`` started
+        (a player that seeks), or during the last ``STALE_READS`` reads.
         Two positions read in turn (a video and its audio) keep both.
         """
         for stream in self._streams:

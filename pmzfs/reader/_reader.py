@@ -104,6 +104,7 @@ class Reader:
         self._lru: collections.OrderedDict[Stream, None] = collections.OrderedDict()
         self._memory_in_use = 0
         self._closed_bytes_served = 0
+        self._closed_link_refreshes = 0
 
     async def __aenter__(self) -> Reader:
         self._clients = [self._new_client(), self._new_client()]
@@ -165,7 +166,8 @@ class Reader:
         key = (file_id, size)
         file = self._files.get(key)
         if file is None:
-            file = FileState(self, file_id, size, Link(file_id, link, refresh_link))
+            timeout = self._retry_limits.max_stall
+            file = FileState(self, file_id, size, Link(file_id, link, refresh_link, self.start_worker, timeout))
             self._files[key] = file
         else:
             file.link.refresh_callback = refresh_link
@@ -180,6 +182,7 @@ class Reader:
         if self._files.get(key) is file:
             del self._files[key]
         self._closed_bytes_served += file.bytes_served
+        self._closed_link_refreshes += file.link.refreshes
         await file.close()
 
     def stats(self, *, per_file: bool = False) -> dict[str, object]:
@@ -191,14 +194,16 @@ class Reader:
         ``per_file`` the dict also maps each open file id to its own counts.
         """
         fetcher = self.fetcher
-        served = self._closed_bytes_served + sum(file.bytes_served for file in self._files.values())
+        files = self._files.values()
+        served = self._closed_bytes_served + sum(file.bytes_served for file in files)
+        refreshes = self._closed_link_refreshes + sum(file.link.refreshes for file in files)
         result: dict[str, object] = {
             "memory_in_use": self._memory_in_use,
             "memory_limit": self.memory_limit,
             "requests": fetcher.requests if fetcher else 0,
             "bytes_fetched": fetcher.bytes_fetched if fetcher else 0,
             "bytes_served": served,
-            "link_refreshes": fetcher.link_refreshes if fetcher else 0,
+            "link_refreshes": refreshes,
             "retries": fetcher.retries if fetcher else 0,
             "open_files": len(self._files),
             "open_handles": sum(file.handles for file in self._files.values()),
@@ -210,6 +215,7 @@ class Reader:
     # Used by FileState
 
     def start_worker(self, worker: Callable[[], Awaitable[None]]) -> None:
+        """Start a background task of a file (a read-ahead worker or a link refresh)."""
         self._nursery.start_soon(worker)
 
     def touch(self, stream: Stream) -> None:

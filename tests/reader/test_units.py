@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from pmzfs.reader import Reader, ReadError
+from pmzfs.reader._chunk import Chunk
 from pmzfs.reader._fetch import BadResponse, LinkFailed, check_response
 from rangemock import MockRangeServer, range_response
 
@@ -22,7 +23,9 @@ MiB = 1024 * KiB
 
 
 def make_data(size: int, seed: int = 1) -> bytes:
-    return random.Random(seed).randbytes(size)
+    rng = random.Random(seed)
+    block = 16 * MiB
+    return b"".join(rng.randbytes(min(block, size - start)) for start in range(0, size, block))
 
 
 def no_refresh():
@@ -246,3 +249,192 @@ async def test_dead_link_leaves_other_files_readable(server, autojump_clock):
         with pytest.raises(ReadError):
             await dead.read(0, 10)
         assert await alive.read(0, MiB) == good
+
+
+async def test_retry_warnings_are_rate_limited(server, autojump_clock, caplog):
+    data = make_data(MiB)
+    link = server.add("a", data)
+    for _ in range(3):
+        server.faults.append(lambda request, start, end: httpx.Response(503))
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("file-a", len(data), link, no_refresh())
+        assert await handle.read(0, 1000) == data[:1000]
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "file-a" in warnings[0].getMessage()
+    assert "127.0.0.1" not in warnings[0].getMessage()
+
+
+# Chunks
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 10), (0, 3), (3, 7), (2, 3), (4, 9), (5, 10), (9, 10), (0, 4), (4, 4)],
+)
+def test_chunk_slice_spans_pieces(start, end):
+    chunk = Chunk(100, 110, None, readahead=False)
+    for piece in (b"abc", b"d", b"efghi", b"j"):
+        chunk.append(piece)
+    assert chunk.slice(100 + start, 100 + end) == b"abcdefghij"[start:end]
+
+
+# Read-ahead policy, counted in requests and bytes
+
+
+async def read_pieces(handle, offset: int, length: int, piece: int = 128 * KiB) -> bytes:
+    """Read like the kernel does through FUSE: 128 KiB at a time, each read its own step."""
+    parts = []
+    for position in range(offset, offset + length, piece):
+        parts.append(await handle.read(position, min(piece, offset + length - position)))
+        # Each FUSE read is a task of its own; let the workers run between them.
+        await trio.sleep(0)
+    return b"".join(parts)
+
+
+async def test_single_read_starts_no_readahead(server):
+    data = make_data(64 * MiB)
+    link = server.add("a", data)
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        assert await handle.read(10 * MiB, 128 * KiB) == data[10 * MiB : 10 * MiB + 128 * KiB]
+        await trio.sleep(0.01)
+        assert server.ranges == [("a", 10 * MiB, 10 * MiB + 256 * KiB)]
+
+
+async def test_random_one_mib_reads_fetch_little(server):
+    data = make_data(256 * MiB)
+    link = server.add("a", data)
+    rng = random.Random(11)
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        for _ in range(20):
+            offset = rng.randrange(len(data) - MiB) // 4096 * 4096
+            assert await read_pieces(handle, offset, MiB) == data[offset : offset + MiB]
+        await trio.sleep(0.01)
+        stats = reader.stats()
+    assert stats["bytes_served"] == 20 * MiB
+    assert stats["bytes_fetched"] <= 1.6 * 20 * MiB
+
+
+async def test_sequential_read_uses_large_requests(server):
+    data = make_data(128 * MiB)
+    link = server.add("a", data)
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        assert await read_pieces(handle, 0, len(data)) == data
+        stats = reader.stats()
+    assert stats["bytes_fetched"] == len(data)
+    # The window is half the bytes read so far, so it reaches 32 MiB, split
+    # over 4 connections, once 64 MiB have been read, and requests start up
+    # to a window ahead of the read position.
+    late = [end - start for _, start, end in server.ranges if start >= 96 * MiB and end < len(data)]
+    assert late
+    assert set(late) == {8 * MiB}
+    assert len(server.ranges) <= 80
+
+
+async def test_readahead_respects_memory_limit(server):
+    data = make_data(64 * MiB)
+    link = server.add("a", data)
+    peak = 0
+    async with Reader(memory_limit=2 * MiB, transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        for offset in range(0, len(data), 128 * KiB):
+            assert await handle.read(offset, 128 * KiB) == data[offset : offset + 128 * KiB]
+            await trio.sleep(0)
+            peak = max(peak, reader.stats()["memory_in_use"])
+        await handle.close()
+        assert reader.stats()["memory_in_use"] == 0
+    assert peak <= 2 * MiB + 256 * KiB
+
+
+class GatedServer(MockRangeServer):
+    """A range server whose responses wait until the test opens the gate.
+
+    ``waiting`` counts requests held at the gate and ``cancelled`` those
+    whose client gave up while held.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = trio.Event()
+        self.hold_from = 0
+        self.waiting = 0
+        self.cancelled = 0
+
+    async def handle_async(self, request: httpx.Request) -> httpx.Response:
+        start = int(request.headers["range"].split("=")[1].split("-")[0])
+        if start >= self.hold_from:
+            self.waiting += 1
+            try:
+                await self.gate.wait()
+            except trio.Cancelled:
+                self.cancelled += 1
+                raise
+            finally:
+                self.waiting -= 1
+        return self.handle(request)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle_async)
+
+
+async def test_seek_cancels_old_readahead():
+    server = GatedServer()
+    data = make_data(64 * MiB)
+    link = server.add("a", data)
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        # The first 2 MiB arrive at once; read-ahead beyond them waits at the gate.
+        server.hold_from = 2 * MiB
+        await read_pieces(handle, 0, 2 * MiB)
+        await trio.sleep(0.01)
+        assert server.waiting > 0
+        held = server.waiting
+        server.hold_from = len(data)
+        # A player seeks: two reads at the new position abandon the old one.
+        await read_pieces(handle, 40 * MiB, 256 * KiB)
+        await trio.sleep(0.01)
+        assert server.cancelled == held
+        await handle.close()
+
+
+async def test_close_cancels_downloads():
+    server = GatedServer()
+    data = make_data(64 * MiB)
+    link = server.add("a", data)
+    async with Reader(transport=server.transport()) as reader:
+        handle = reader.open("a", len(data), link, no_refresh())
+        server.hold_from = MiB
+        await read_pieces(handle, 0, MiB)
+        await trio.sleep(0.01)
+        held = server.waiting
+        assert held > 0
+        requests = server.requests["a"]
+        await handle.close()
+        assert server.cancelled == held
+        server.gate.set()
+        await trio.sleep(0.01)
+        assert server.requests["a"] == requests
+        assert reader.stats()["memory_in_use"] == 0
+
+
+async def test_handles_share_one_refresh(server, autojump_clock):
+    data = make_data(MiB)
+    old_link = server.add("old", data)
+    new_link = server.add("new", data)
+    server.dead.add("old")
+    refreshes = []
+
+    async def refresh() -> str:
+        refreshes.append(1)
+        await trio.sleep(0.1)
+        return new_link
+
+    async with Reader(transport=server.transport()) as reader:
+        handles = [reader.open("a", len(data), old_link, refresh) for _ in range(4)]
+        async with trio.open_nursery() as nursery:
+            for index, handle in enumerate(handles):
+                nursery.start_soon(handle.read, index * 256 * KiB, 1000)
+    assert refreshes == [1]
