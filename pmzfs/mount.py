@@ -219,7 +219,7 @@ async def serve(options: MountOptions, credential: Credential, *, on_ready: Call
             max_window=options.readahead_max,
             connections_per_file=options.connections_per_file,
         )
-        async with reader:
+        async with tree, reader:
             operations = Operations(tree, reader, options)
             return await _run_session(operations, options, on_ready)
 

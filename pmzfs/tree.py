@@ -13,10 +13,12 @@ Consistency rules (``docs/semantics.md`` has the full model):
   seconds after the listing was fetched. A lookup of a missing name in an
   older listing lists the folder again.
 - Only a successful listing removes a name.  When listing again fails, the
-  previous listing stays in use (and a warning is logged, at most once per
-  ``WARNING_INTERVAL`` seconds); the next attempt waits
-  ``stale_retry_interval`` seconds.  Without a previous listing the API error
-  is raised.
+  previous listing stays in use, a warning is logged (at most once per
+  ``WARNING_INTERVAL`` seconds), and the next attempt waits
+  ``stale_retry_interval`` seconds.  When listing again takes longer than
+  ``stale_wait`` seconds (the client retries during a rate limit), the
+  previous listing is used while the call goes on in the background.
+  Without a previous listing the API error is raised.
 - ``not_found`` for a folder drops its listing and its entry in its parent.
 
 Inode numbers come from a hash of the id, so an id keeps its inode number
@@ -36,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -50,6 +53,9 @@ DEFAULT_MAX_ENTRIES = 100_000
 
 STALE_RETRY_INTERVAL = 5.0
 """Seconds between attempts to list a folder again while a stale listing is in use."""
+
+STALE_WAIT = 2.0
+"""Seconds a lookup waits for ``folder/list`` before it uses the previous listing."""
 
 ACCOUNT_INFO_TTL = 60.0
 """Seconds an ``account/info`` response is trusted (only ``statfs`` uses it)."""
@@ -120,7 +126,9 @@ class _Fetch:
 
     done: trio.Event = field(default_factory=trio.Event)
     listing: Listing | None = None
-    error: APIError | None = None
+    error: Exception | None = None
+    # Set once a caller stopped waiting for it; later callers do not wait.
+    slow: bool = False
 
 
 class _WarningLimiter:
@@ -165,6 +173,7 @@ class Tree:
         negative_ttl: float = 2.0,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         stale_retry_interval: float = STALE_RETRY_INTERVAL,
+        stale_wait: float = STALE_WAIT,
     ) -> None:
         self._client = client
         self.root_inode = root_inode
@@ -172,6 +181,9 @@ class Tree:
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self.stale_retry_interval = stale_retry_interval
+        self.stale_wait = stale_wait
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: Any = None
 
         self.root = Node(
             inode=root_inode, is_dir=True, id="", parent=root_inode, name="", shown=b"", created_at=int(time.time())
@@ -190,6 +202,21 @@ class Tree:
 
         self._account: AccountInfo | None = None
         self._account_valid_until = -math.inf
+
+    async def __aenter__(self) -> Tree:
+        """Start the nursery that runs ``folder/list`` calls in the background.
+
+        Without it (in unit tests) each call runs in the task that needs it,
+        and callers wait for the client's retries to end.
+        """
+        self._nursery_manager = trio.open_nursery()
+        self._nursery = await self._nursery_manager.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        nursery, self._nursery = self._nursery, None
+        nursery.cancel_scope.cancel()
+        await self._nursery_manager.__aexit__(None, None, None)
 
     # ----------------------------------------------------------------- nodes
 
@@ -442,47 +469,88 @@ class Tree:
         return now >= listing.fetched_at + self.negative_ttl and now >= listing.retry_at
 
     async def _fetch(self, folder: Node, *, allow_stale: bool) -> Listing:
-        """List ``folder``, sharing one ``folder/list`` call among concurrent callers."""
-        pending = self._fetches.get(folder.inode)
-        while pending is not None:
-            await pending.done.wait()
+        """List ``folder``, sharing one ``folder/list`` call among concurrent callers.
+
+        Inside ``async with tree`` the call runs in the tree's nursery, and a
+        caller that may use a previous listing waits at most ``stale_wait``
+        seconds for it: the client's retries during a rate limit can take
+        minutes, and ``ls`` should not hang that long.
+        """
+        while True:
+            pending = self._fetches.get(folder.inode)
+            if pending is None:
+                pending = _Fetch()
+                self._fetches[folder.inode] = pending
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._run_fetch, folder, pending)
+                else:
+                    await self._run_fetch(folder, pending)
+
+            if allow_stale and self._nursery is not None and folder.inode in self._listings:
+                with trio.move_on_after(0 if pending.slow else self.stale_wait):
+                    await pending.done.wait()
+                if not pending.done.is_set():
+                    pending.slow = True
+                    return self._stale_while_slow(folder)
+            else:
+                await pending.done.wait()
+
             if pending.listing is not None:
                 return pending.listing
             if pending.error is not None:
-                return self._stale_or_raise(folder, pending.error, allow_stale, warn=False)
-            # The caller that was listing was cancelled: list it ourselves.
-            pending = self._fetches.get(folder.inode)
+                return self._stale_or_raise(folder, pending.error, allow_stale)
+            # The call was cancelled before it finished: list again.
 
-        pending = _Fetch()
-        self._fetches[folder.inode] = pending
+    async def _run_fetch(self, folder: Node, pending: _Fetch) -> None:
         try:
             # The root is listed without an id, as the API documents.
             result = await self._client.folder_list(None if folder is self.root else folder.id)
         except NotFound as exc:
             pending.error = exc
             self._forget_folder(folder)
-            raise
         except APIError as exc:
             pending.error = exc
-            return self._stale_or_raise(folder, exc, allow_stale, warn=True)
+            self._note_failure(folder, exc)
+        except Exception as exc:
+            # Kept for the callers, which raise it (pmzfs.fs logs it with
+            # its stack), so a bug cannot end the tree's nursery.
+            pending.error = exc
         else:
             pending.listing = self._install(folder, result)
-            return pending.listing
         finally:
             del self._fetches[folder.inode]
             pending.done.set()
 
-    def _stale_or_raise(self, folder: Node, exc: APIError, allow_stale: bool, *, warn: bool) -> Listing:
+    def _note_failure(self, folder: Node, exc: APIError) -> None:
         cached = self._listings.get(folder.inode)
-        if isinstance(exc, NotFound) or not allow_stale or cached is None:
-            raise exc
+        if cached is None:
+            return
         now = trio.current_time()
         cached.retry_at = now + self.stale_retry_interval
-        if warn:
-            age = now - cached.fetched_at
-            self._stale_warnings.warn(
-                now, "folder/list failed for folder %s, using its listing from %.0f s ago: %s", folder.id or "(root)", age, exc
-            )
+        self._stale_warnings.warn(
+            now,
+            "folder/list failed for folder %s, using its listing from %.0f s ago: %s",
+            folder.id or "(root)",
+            now - cached.fetched_at,
+            exc,
+        )
+
+    def _stale_while_slow(self, folder: Node) -> Listing:
+        cached = self._listings[folder.inode]
+        now = trio.current_time()
+        self._stale_warnings.warn(
+            now,
+            "folder/list for folder %s has not finished after %.0f s, using its listing from %.0f s ago",
+            folder.id or "(root)",
+            self.stale_wait,
+            now - cached.fetched_at,
+        )
+        return cached
+
+    def _stale_or_raise(self, folder: Node, exc: Exception, allow_stale: bool) -> Listing:
+        cached = self._listings.get(folder.inode)
+        if isinstance(exc, NotFound) or not isinstance(exc, APIError) or not allow_stale or cached is None:
+            raise exc
         return cached
 
     def _install(self, folder: Node, result: FolderListing) -> Listing:

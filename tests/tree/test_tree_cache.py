@@ -398,3 +398,74 @@ async def test_inode_collision_resolved_stably(tree, client):
     client.add_file(client.ROOT_ID, "a.txt", file_id=file_id)
     tree.invalidate(tree.root_inode)
     assert (await tree.lookup(tree.root_inode, b"a.txt")).inode == inode
+
+
+# ------------------------------------------------- listing in the background
+
+
+@pytest.fixture
+async def running_tree(client):
+    async with Tree(client, root_inode=1, dir_cache_ttl=60.0, negative_ttl=2.0, stale_wait=2.0) as tree:
+        yield tree
+
+
+async def test_slow_refresh_serves_stale(running_tree, client, autojump_clock, caplog):
+    tree = running_tree
+    file_id = client.add_file(client.ROOT_ID, "a.txt")
+    await tree.listing(tree.root_inode)
+    await trio.sleep(61)
+    client.remove(client.ROOT_ID, file_id)
+    client.add_file(client.ROOT_ID, "b.txt")
+    client.delay = 30.0
+
+    with caplog.at_level(logging.WARNING, logger="pmzfs.tree"):
+        start = trio.current_time()
+        assert await tree.lookup(tree.root_inode, b"a.txt") is not None
+        waited = trio.current_time() - start
+        # A second caller does not wait again for the same slow call.
+        assert await tree.lookup(tree.root_inode, b"a.txt") is not None
+    assert waited == pytest.approx(tree.stale_wait)
+    assert trio.current_time() - start == pytest.approx(tree.stale_wait)
+    assert client.calls["folder/list"] == 2
+    assert any("has not finished" in record.getMessage() for record in caplog.records)
+
+    # The call ends 30 s after it started; the name "a.txt" missing from its
+    # listing is then trusted for negative_ttl seconds.
+    await trio.sleep(29)
+    assert await tree.lookup(tree.root_inode, b"a.txt") is None
+    assert await tree.lookup(tree.root_inode, b"b.txt") is not None
+    assert client.calls["folder/list"] == 2
+
+
+async def test_slow_first_listing_waited_for(running_tree, client, autojump_clock):
+    tree = running_tree
+    client.add_file(client.ROOT_ID, "a.txt")
+    client.delay = 30.0
+    start = trio.current_time()
+    assert await tree.lookup(tree.root_inode, b"a.txt") is not None
+    assert trio.current_time() - start == pytest.approx(30.0)
+
+
+async def test_background_failure_serves_stale(running_tree, client, autojump_clock):
+    tree = running_tree
+    client.add_file(client.ROOT_ID, "a.txt")
+    await tree.listing(tree.root_inode)
+    await trio.sleep(61)
+    client.failure = ServiceDown("down", endpoint="folder/list")
+    assert await tree.lookup(tree.root_inode, b"a.txt") is not None
+
+
+async def test_background_failure_without_listing(running_tree, client, autojump_clock):
+    tree = running_tree
+    client.failure = ServiceDown("down", endpoint="folder/list")
+    with pytest.raises(ServiceDown):
+        await tree.lookup(tree.root_inode, b"a.txt")
+
+
+async def test_refresh_waits_despite_stale(running_tree, client, autojump_clock):
+    tree = running_tree
+    await tree.listing(tree.root_inode)
+    client.add_file(client.ROOT_ID, "new.txt")
+    client.delay = 30.0
+    listing = await tree.refresh(tree.root_inode)
+    assert b"new.txt" in listing.by_name

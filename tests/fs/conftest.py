@@ -1,0 +1,81 @@
+"""The ``Operations`` class called directly, against an in-process emulator.
+
+No kernel is involved: a test calls the handlers as pyfuse3 would, with the
+real API client, tree and reader talking to the emulator on 127.0.0.1.
+``readdir_reply`` is the one pyfuse3 function replaced (see ``replies.py``),
+because its real token only exists inside a FUSE request.
+"""
+
+from __future__ import annotations
+
+import pyfuse3
+import pytest
+
+from pmzfs.api import PremiumizeClient, RetryPolicy
+from pmzfs.auth import Credential
+from pmzfs.emulator import Emulator, EmulatorOptions
+from pmzfs.fs import Operations
+from pmzfs.options import MountOptions
+from pmzfs.reader import Reader
+from pmzfs.tree import Tree
+from replies import collecting_readdir_reply
+
+API_KEY = "test-key"
+
+# Short retries, so a rate limit without a cached listing fails within a
+# second instead of the minutes the default policy may wait.
+FAST_RETRY = RetryPolicy(
+    max_attempts=2,
+    rate_limit_attempts=2,
+    max_elapsed=5.0,
+    base_delay=0.01,
+    max_delay=0.05,
+    rate_limit_initial=0.01,
+    rate_limit_max=0.05,
+)
+
+
+@pytest.fixture(autouse=True)
+def fake_readdir_reply(monkeypatch):
+    monkeypatch.setattr(pyfuse3, "readdir_reply", collecting_readdir_reply)
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with Emulator(state_dir=tmp_path / "emulator", options=EmulatorOptions(api_key=API_KEY)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def mount_options():
+    return MountOptions(uid=1234, gid=5678, umask=0o022, dir_cache_ttl=60.0, negative_ttl=2.0)
+
+
+@pytest.fixture
+async def parts(emulator, mount_options):
+    """(operations, tree, reader) of one mount of ``emulator``."""
+    client = PremiumizeClient(emulator.base_url, Credential(API_KEY, "the test"), retry=FAST_RETRY)
+    tree = Tree(
+        client,
+        root_inode=pyfuse3.ROOT_INODE,
+        dir_cache_ttl=mount_options.dir_cache_ttl,
+        negative_ttl=mount_options.negative_ttl,
+        stale_wait=0.5,
+    )
+    reader = Reader(memory_limit=8 * 1024 * 1024, max_window=1024 * 1024)
+    async with client, tree, reader:
+        operations = Operations(tree, reader, mount_options)
+        try:
+            yield operations, tree, reader
+        finally:
+            await operations.close_all()
+
+
+@pytest.fixture
+def ops(parts):
+    return parts[0]
+
+
+@pytest.fixture
+def tree(parts):
+    return parts[1]
