@@ -72,8 +72,8 @@ def command_env(home: Path, api_url: str, api_key: str | None = API_KEY) -> dict
     stored by an earlier ``pmzfs login`` on this machine can stand in for
     the key under test.
     """
-    env = dict(os.environ)
-    env.pop("PMZFS_API_KEY", None)
+    # Drop every inherited PMZFS_* setting, so only the options a test passes apply.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PMZFS_")}
     if api_key is not None:
         env["PMZFS_API_KEY"] = api_key
     env["PMZFS_API_URL"] = api_url
