@@ -34,8 +34,8 @@ _URL = re.compile(r"\w+://\S+")
 class RetryLimits:
     """Bounds on retries of one chunk; progress (new bytes) resets the counts."""
 
-    # Failed attempts in a row (resets, timeouts, 5xx, bad responses).
-    max_failures: int = 5
+    # Retries in a row after resets, timeouts, 429, 5xx and invalid responses.
+    max_retries: int = 5
     # Link refreshes in a row.
     max_refreshes: int = 3
     # Seconds without a new byte before the read fails.
@@ -220,7 +220,7 @@ class Fetcher:
         """Download the missing bytes ``[chunk.filled, chunk.end)`` into ``chunk``.
 
         Resumes where a failed attempt stopped.  Raises ``ReadError`` after
-        ``max_failures`` failed attempts or ``max_refreshes`` link refreshes
+        ``max_retries`` retries or ``max_refreshes`` link refreshes
         in a row, or ``max_stall`` seconds without a new byte.
         """
         limits = self.limits
@@ -254,7 +254,7 @@ class Fetcher:
                 delay *= random.uniform(0.5, 1.0)
                 if isinstance(exc, BadResponse) and exc.retry_after is not None:
                     delay = min(max(delay, exc.retry_after), limits.backoff_max)
-                if failures > limits.max_failures or trio.current_time() + delay >= deadline:
+                if failures > limits.max_retries or trio.current_time() + delay >= deadline:
                     raise ReadError(f"reading file {link.file_id} failed after {failures} attempts: {describe(exc)}") from None
                 self.retries += 1
                 self.warnings.warning(

@@ -2,7 +2,10 @@
 
 Reads one generated file sequentially in 128 KiB pieces (the size FUSE
 sends) and reports MB/s, the CPU seconds this process spent per GiB, and
-the time to the first byte after random seeks.  ``--curl`` adds one curl
+the time to the first byte after random seeks.  ``--mixed`` streams once
+more while 16 tasks read at random offsets, and reports the peak memory
+of the chunks.  The peak RSS of this process (the emulator runs in its
+own) ends the report.  ``--curl`` adds one curl
 download of the same link as the single-connection baseline.  The state
 directory is temporary and removed at the end.
 
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -117,6 +121,32 @@ async def seek_latencies(reader: Reader, file_id: str, size: int, link: str, ref
     return latencies
 
 
+async def mixed_load(reader: Reader, file_id: str, size: int, link: str, refresh) -> dict[str, object]:
+    """Stream the file while 16 tasks read 128 KiB at random offsets of it; return peak memory."""
+    peak = 0
+    streaming = True
+
+    async def random_reads(seed: int) -> None:
+        nonlocal peak
+        rng = random.Random(seed)
+        handle = reader.open(file_id, size, link, refresh)
+        while streaming:
+            await handle.read(rng.randrange(size), FUSE_READ)
+            peak = max(peak, reader.stats()["memory_in_use"])
+        await handle.close()
+
+    async with trio.open_nursery() as nursery:
+        for seed in range(16):
+            nursery.start_soon(random_reads, seed)
+        handle = reader.open(file_id, size, link, refresh)
+        for offset in range(0, size, FUSE_READ):
+            await handle.read(offset, FUSE_READ)
+            peak = max(peak, reader.stats()["memory_in_use"])
+        await handle.close()
+        streaming = False
+    return {"mixed_peak_memory_in_use_mib": round(peak / MiB, 1)}
+
+
 async def run(args: argparse.Namespace, base_url: str, file_id: str, size: int) -> dict[str, object]:
     link = fetch_link(base_url, file_id)
 
@@ -134,6 +164,10 @@ async def run(args: argparse.Namespace, base_url: str, file_id: str, size: int) 
         if args.seeks:
             latencies = await seek_latencies(reader, file_id, size, link, refresh, args.seeks)
             result["seek_first_byte_ms"] = sorted(round(value * 1000, 1) for value in latencies)
+        if args.mixed:
+            result.update(await mixed_load(reader, file_id, size, link, refresh))
+    # ru_maxrss is in KiB on Linux.
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1)
     return result
 
 
@@ -145,6 +179,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=4, help="connections_per_file (default 4)")
     parser.add_argument("--window", type=parse_size, default=32 * MiB, help="max_window (default 32M)")
     parser.add_argument("--seeks", type=int, default=0, help="random seeks to time after the read")
+    parser.add_argument("--mixed", action="store_true", help="stream once more with 16 random readers beside")
     parser.add_argument("--curl", action="store_true", help="also download once with curl")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument profile of the read: text for .txt, else HTML")
     args = parser.parse_args()
@@ -163,7 +198,7 @@ def main() -> int:
         if args.profile:
             profiler.stop()
             if args.profile.suffix == ".txt":
-                args.profile.write_text(profiler.output_text(unicode=True, show_all=True))
+                args.profile.write_text(profiler.output_text(unicode=True, show_all=False))
             else:
                 args.profile.write_text(profiler.output_html())
         if args.curl:
