@@ -26,12 +26,15 @@ from bench.control import ServerControl
 from bench.dataset import DATASET_ROOT
 from bench.measures import DIRECT, MEASURES, PMZFS, RCLONE, SYSTEMS, Context, Skipped, Subject
 from bench.processes import BenchError, Mount, pmzfs_mount, rclone_mount
+from bench.profile import recording
 
 log = logging.getLogger("bench")
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPOSITORY / "bench" / "results"
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# Measures that --profile samples pmzfs in: the ones bound by its CPU time.
+PROFILED_MEASURES = ("sequential", "random", "memory")
 
 
 def parse_size(text: str) -> int:
@@ -66,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", type=Path, default=Path(os.environ.get("PMZFS_BENCH_DIR", "/var/tmp/pmzfs-bench")),
                         help="folder for the cached dataset, mountpoints and logs (default /var/tmp/pmzfs-bench or $PMZFS_BENCH_DIR)")
     parser.add_argument("--output", type=Path, help="path of the JSON results (default bench/results/<date>.json)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample pmzfs with py-spy during the sequential, random and memory measures "
+                        "(slows pmzfs down: for diagnosis, not for numbers)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     return parser
 
@@ -102,7 +108,17 @@ def _mount(system: str, scenario: str, server: ServerControl, work_dir: Path, lo
     return rclone_mount(mountpoint, index_url=server.index_url, config_path=work_dir / "rclone.conf", log_path=log_path)
 
 
-def run_measures(context: Context, subject: Subject, measures: list[str]) -> dict[str, dict]:
+def _run_one(context: Context, subject: Subject, name: str, logs: Path, profile: bool) -> dict:
+    function = MEASURES[name].function
+    if not (profile and subject.system == PMZFS and name in PROFILED_MEASURES):
+        return function(context, subject)
+    stem = f"{context.scenario.name}-{subject.system}-{name}"
+    with recording(subject.pid, logs / f"{stem}.pyspy.txt", logs / f"{stem}.pyspy.log") as summary:
+        result = function(context, subject)
+    return {**result, "profile": summary}
+
+
+def run_measures(context: Context, subject: Subject, measures: list[str], logs: Path, profile: bool) -> dict[str, dict]:
     """Run each measure on one subject; a failing measure is recorded, not fatal."""
     results = {}
     for name in measures:
@@ -110,7 +126,7 @@ def run_measures(context: Context, subject: Subject, measures: list[str]) -> dic
         log.info("%s: %s on %s", context.scenario.name, measure.title, subject.system)
         started = time.monotonic()
         try:
-            results[name] = measure.function(context, subject)
+            results[name] = _run_one(context, subject, name, logs, profile)
         except Skipped as exc:
             results[name] = {"skipped": str(exc)}
         except (OSError, RuntimeError, subprocess.SubprocessError, BenchError) as exc:
@@ -124,7 +140,9 @@ def run_measures(context: Context, subject: Subject, measures: list[str]) -> dic
     return results
 
 
-def run_scenario(context: Context, systems: list[str], measures: list[str], logs: Path) -> dict[str, dict[str, dict]]:
+def run_scenario(
+    context: Context, systems: list[str], measures: list[str], logs: Path, profile: bool = False
+) -> dict[str, dict[str, dict]]:
     """Run every selected measure on every system in one scenario."""
     scenario = context.scenario
     context.server.configure(scenario)
@@ -138,13 +156,13 @@ def run_scenario(context: Context, systems: list[str], measures: list[str], logs
         if not wanted:
             continue
         if system == DIRECT:
-            outcome = run_measures(context, Subject(DIRECT), wanted)
+            outcome = run_measures(context, Subject(DIRECT), wanted, logs, profile)
         else:
             try:
                 with _mount(system, scenario.name, context.server, context.work_dir, logs) as mount:
                     mount: Mount
                     subject = Subject(system, mount.mountpoint / DATASET_ROOT, mount.pid)
-                    outcome = run_measures(context, subject, wanted)
+                    outcome = run_measures(context, subject, wanted, logs, profile)
             except BenchError as exc:
                 log.warning("%s could not be measured in %s: %s", system, scenario.name, exc)
                 outcome = {name: {"error": str(exc)} for name in wanted}
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in scenarios:
                 context = Context(sizes=sizes, scenario=SCENARIOS[name], server=server, work_dir=work_dir)
-                results[name] = run_scenario(context, systems, measures, logs)
+                results[name] = run_scenario(context, systems, measures, logs, args.profile)
         finally:
             server.close()
     except BenchError as exc:

@@ -38,6 +38,9 @@ SEQUENTIAL_BLOCK = 1024 * 1024
 SETTLE_SECONDS = 0.3
 # Bytes a player reads after a seek before it seeks again.
 PLAYBACK_AFTER_SEEK = 1024 * 1024
+# Upper bound of random reads per thread in the memory measure, which
+# otherwise runs until the stream ends or its time is up.
+MIXED_READS_PER_THREAD = 100_000
 
 
 class Skipped(Exception):
@@ -260,7 +263,9 @@ def first_byte_after_seek(context: Context, subject: Subject) -> dict:
 # ---------------------------------------------------------------- random reads
 
 
-def _random_readers(path: Path, sizes: Sizes, seed: int, deadline: Deadline, stop: threading.Event) -> tuple[list[float], int, float]:
+def _random_readers(
+    path: Path, sizes: Sizes, seed: int, deadline: Deadline, stop: threading.Event, reads_per_thread: int
+) -> tuple[list[float], int, float]:
     """Run ``random_threads`` threads of random reads; return latencies, bytes and seconds."""
     latencies: list[float] = []
     totals = [0] * sizes.random_threads
@@ -269,7 +274,7 @@ def _random_readers(path: Path, sizes: Sizes, seed: int, deadline: Deadline, sto
 
     def reader(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
-        offsets = _random_offsets(rng, sizes.seek_file_size, sizes.random_read_size, sizes.random_reads_per_thread)
+        offsets = _random_offsets(rng, sizes.seek_file_size, sizes.random_read_size, reads_per_thread)
         own: list[float] = []
         try:
             descriptor = os.open(path, os.O_RDONLY)
@@ -308,7 +313,7 @@ def parallel_random_reads(context: Context, subject: Subject) -> dict:
     deadline = Deadline(sizes.measure_deadline)
     _settle_and_reset(context)
     latencies, total, seconds = _random_readers(
-        _path(subject, dataset.RANDOM), sizes, context.seed, deadline, threading.Event()
+        _path(subject, dataset.RANDOM), sizes, context.seed, deadline, threading.Event(), sizes.random_reads_per_thread
     )
     counters = _counters_after(context)
     summary = summarize_latencies(latencies, context.scenario.rtt)
@@ -483,7 +488,10 @@ def rsync_noop(context: Context, subject: Subject) -> dict:
 
 
 def streaming_with_random_readers(context: Context, subject: Subject) -> dict:
-    """Stream one file while 16 threads read another at random; report peak RSS."""
+    """Stream one file while 16 threads read another at random; report peak RSS.
+
+    Both run until the stream reaches its end or ``mixed_seconds`` pass.
+    """
     if subject.system == DIRECT:
         raise Skipped("measured on mounts only")
     sizes = context.sizes
@@ -493,19 +501,22 @@ def streaming_with_random_readers(context: Context, subject: Subject) -> dict:
 
     def stream() -> None:
         buffer = bytearray(SEQUENTIAL_BLOCK)
-        with open(_path(subject, dataset.MIXED_STREAM), "rb", buffering=0) as source:
-            while not stop.is_set() and not deadline.expired():
-                count = source.readinto(buffer)
-                if not count:
-                    break
-                streamed[0] += count
+        try:
+            with open(_path(subject, dataset.MIXED_STREAM), "rb", buffering=0) as source:
+                while not deadline.expired():
+                    count = source.readinto(buffer)
+                    if not count:
+                        break
+                    streamed[0] += count
+        finally:
+            stop.set()
 
     streamer = threading.Thread(target=stream, name="mixed-streamer")
     start = time.perf_counter()
     streamer.start()
     try:
         latencies, random_bytes, _ = _random_readers(
-            _path(subject, dataset.MIXED_RANDOM), sizes, context.seed + 3, deadline, stop
+            _path(subject, dataset.MIXED_RANDOM), sizes, context.seed + 3, deadline, stop, MIXED_READS_PER_THREAD
         )
     finally:
         stop.set()
@@ -515,6 +526,7 @@ def streaming_with_random_readers(context: Context, subject: Subject) -> dict:
         "seconds": seconds,
         "streamed_mb_per_s": streamed[0] / MB / seconds if seconds > 0 else 0.0,
         "random_reads": len(latencies),
+        "random_mb_per_s": random_bytes / MB / seconds if seconds > 0 else 0.0,
         "random_p50_ms": statistics.median(latencies) * 1000 if latencies else None,
         "peak_rss_mb": process_peak_rss(subject.pid) / MB,
     }
