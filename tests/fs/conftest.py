@@ -2,7 +2,7 @@
 
 No kernel is involved: a test calls the handlers as pyfuse3 would, with the
 real API client, tree and reader talking to the emulator on 127.0.0.1.
-``readdir_reply`` is the one pyfuse3 function replaced (see ``replies.py``),
+``readdir_reply`` is the one pyfuse3 function replaced (see ``fs_testing.py``),
 because its real token only exists inside a FUSE request.
 """
 
@@ -11,29 +11,14 @@ from __future__ import annotations
 import pyfuse3
 import pytest
 
-from pmzfs.api import PremiumizeClient, RetryPolicy
+from pmzfs.api import PremiumizeClient
 from pmzfs.auth import Credential
 from pmzfs.emulator import Emulator, EmulatorOptions
 from pmzfs.fs import Operations
 from pmzfs.options import MountOptions
 from pmzfs.reader import Reader
 from pmzfs.tree import Tree
-from replies import collecting_readdir_reply
-
-API_KEY = "test-key"
-
-# Short retries, so a rate limit without a cached listing fails within a
-# second instead of the minutes the default policy may wait.
-FAST_RETRY = RetryPolicy(
-    max_attempts=2,
-    rate_limit_attempts=2,
-    max_elapsed=5.0,
-    base_delay=0.01,
-    max_delay=0.05,
-    rate_limit_initial=0.01,
-    rate_limit_max=0.05,
-)
-
+from fs_testing import API_KEY, FAST_RETRY, collecting_readdir_reply
 
 @pytest.fixture(autouse=True)
 def fake_readdir_reply(monkeypatch):

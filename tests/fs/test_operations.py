@@ -10,7 +10,7 @@ import stat
 
 import pyfuse3
 import pytest
-from replies import ReplyCollector
+from fs_testing import ReplyCollector
 
 from pmzfs.tree import TreeError
 
