@@ -35,7 +35,12 @@ class LinkSigner:
     def link_path(self, file_id: str, name: str, issued: int) -> str:
         """Return the path of a file link issued at ``issued`` (Unix seconds)."""
         signature = self.sign_entry("dl", f"{file_id}/{issued}")
-        return f"/dl/{file_id}/{issued}/{signature}/{quote(name, safe='')}"
+        segment = quote(name, safe="")
+        if segment in (".", ".."):
+            # HTTP clients remove literal dot segments from a path (RFC 3986,
+            # section 5.2.4), which would cut the signature off the link.
+            segment = segment.replace(".", "%2E")
+        return f"/dl/{file_id}/{issued}/{signature}/{segment}"
 
     def check_link(self, file_id: str, issued: str, signature: str) -> int | None:
         """Return the issue time of a genuine file link, or None for a forged or garbled one."""

@@ -171,3 +171,14 @@ def test_zip_and_unknown_paths_404(anonymous):
     assert anonymous.get("/nothing-here").status_code == 404
     assert anonymous.get("/dl/").status_code == 404
     assert anonymous.get("/ddl/x/y/z").status_code == 404
+
+
+@pytest.mark.parametrize("name", [".", "..", "..."])
+def test_dot_names_link_works(api, anonymous, emulator, name):
+    file_id = emulator.state.add_file(None, name, CONTENT)
+    link = ok(api.get("/api/item/details", params={"id": file_id}))["link"]
+
+    response = anonymous.get(link, headers={"Range": "bytes=0-9"})
+
+    assert response.status_code == 206
+    assert response.content == CONTENT[:10]
