@@ -59,7 +59,7 @@ def _chunk_start(chunk: Chunk) -> int:
 class Stream:
     """A read position of a file and the read-ahead that follows it."""
 
-    __slots__ = ("file", "next", "run", "reads", "fetch_end", "chunks", "created", "last_read", "last_time")
+    __slots__ = ("file", "next", "run", "reads", "fetch_end", "chunks", "created", "last_read", "last_time", "evicted")
 
     def __init__(self, file: FileState, offset: int, end: int, sequence: int, now: float) -> None:
         self.file = file
@@ -77,6 +77,8 @@ class Stream:
         self.last_read = sequence
         # trio clock time of the last read.
         self.last_time = now
+        # True once evicted from its file; a read still using it adds it back.
+        self.evicted = False
 
     def __repr__(self) -> str:
         return f"<Stream next={self.next} run={self.run} reads={self.reads} fetch_end={self.fetch_end}>"
@@ -209,7 +211,7 @@ class FileState:
         chunks = stream.chunks
         while chunks and chunks[0].state is ChunkState.DROPPED:
             chunks.popleft()
-        while len(chunks) >= 2 and chunks[1].end <= offset:
+        while len(chunks) >= 2 and chunks[1].end <= offset and not chunks[0].waiters:
             self._drop(chunks.popleft())
 
     def _window(self, stream: Stream) -> int:
@@ -311,6 +313,7 @@ class FileState:
         if not kept:
             self._streams.remove(stream)
             self.reader.forget(stream)
+            stream.evicted = True
         else:
             stream.fetch_end = min(stream.fetch_end, stream.next)
         return freed
@@ -347,6 +350,11 @@ class FileState:
 
     def _add_chunk(self, stream: Stream, position: int, end: int) -> Chunk:
         """Register a chunk for a read to fetch itself, covering ``position`` onward."""
+        if stream.evicted:
+            # Evicted while this read waited for another stream's chunk.
+            stream.evicted = False
+            self._streams.append(stream)
+            self.reader.touch(stream)
         chunk_end = min(max(end, position + MIN_CHUNK), position + MAX_CHUNK, self._next_start(position))
         granted = self.reader.reserve(chunk_end - position, stream, required=True)
         chunk = Chunk(position, position + granted, stream, readahead=False)
