@@ -137,7 +137,7 @@ class Reader:
         self._clients = []
 
     async def __aexit__(self, *exc_info: object) -> None:
-        # The workers never raise, so the nursery exits cleanly.  It gets no
+        # The workers catch every Exception, so the nursery exits cleanly.  It gets no
         # exception from the body either: trio would wrap that in an
         # ExceptionGroup, and the caller should see its own exception.
         self._nursery.cancel_scope.cancel()

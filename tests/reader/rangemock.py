@@ -17,8 +17,8 @@ class MockRangeServer:
     """Serve ``files`` (link path -> bytes) with 206 range responses.
 
     ``faults`` is a list of callables tried in order before each normal
-    response; the first that returns a response is sent instead and
-    removed from the list.  Link paths in ``dead`` get HTTP 403.  ``requests`` and
+    response.  The first that returns a response is removed from the list,
+    and its response is sent instead.  Link paths in ``dead`` get HTTP 403.  ``requests`` and
     ``bytes_served`` count per link path.
     """
 

@@ -132,9 +132,9 @@ async def test_link_expiry_mid_read(add_file, emulator):
     reference = file.data()
 
     async def refresh_once() -> str:
-        # A fresh link may live for less than a second, because links carry
-        # their issue time in whole seconds; stop the expiry so that the
-        # test does not depend on how fast the rest is read.
+        # Links carry their issue time in whole seconds, so a fresh link may
+        # expire within a second.  Stopping the expiry keeps the test
+        # independent of how fast the rest is read.
         emulator.options.link_expiry = None
         return await file.refresh_link()
 
