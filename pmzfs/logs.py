@@ -215,8 +215,10 @@ def setup_logging(
 ) -> None:
     """Configure the root logger for a pmzfs process; calling it again replaces the earlier set-up.
 
-    ``verbose`` logs DEBUG from pmzfs and INFO from httpx/httpcore (one line
-    per request); otherwise pmzfs logs INFO and the HTTP libraries WARNING.
+    ``verbose`` logs DEBUG from pmzfs, otherwise INFO. httpx and httpcore
+    log WARNING only, even with ``verbose``, because their INFO line per
+    request carries the whole file link, whose path grants access to the
+    file; pmzfs's own DEBUG lines name the endpoint or file id instead.
     ``foreground`` False means the process has no terminal: its output goes
     to syslog unless stderr is the journal. ``stream`` (default
     ``sys.stderr``) and ``env`` (default ``os.environ``) exist for tests.
@@ -255,7 +257,7 @@ def setup_logging(
         RepeatLimiter().attach(handler)
         root.addHandler(handler)
     for name in HTTP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)
     # After the handlers exist, because the redaction filter goes on each of them.
     install_redaction()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +51,9 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # The socketserver default of 5 stalls bursts of new connections, such as
+    # a hundred files opened at once, for seconds.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         if ":" in address[0]:
@@ -57,6 +61,14 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         self.open_connections: set[socket.socket] = set()
         super().__init__(address, RequestHandler)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """Log a failed connection in one line; clients that hang up are normal."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address, error)
+            return
+        log.warning("connection from %s failed", client_address, exc_info=True)
 
     def close_open_connections(self) -> None:
         """Shut down every client connection, so blocked handler threads end."""

@@ -87,14 +87,14 @@ def test_foreground_levels_without_verbose():
     assert "httpx warning" in text
 
 
-def test_verbose_shows_debug_and_http_requests():
+def test_verbose_shows_debug_hides_links():
     stream = io.StringIO()
     setup_logging(verbose=True, foreground=True, stream=stream, env={})
     logging.getLogger("pmzfs.test_levels").debug("shown debug")
-    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/api/folder/list")
+    logging.getLogger("httpx").info("HTTP Request: GET http://127.0.0.1/dl/abc/1/sig/a.mkv")
     text = stream.getvalue()
     assert "shown debug" in text
-    assert "HTTP Request" in text
+    assert "/dl/abc" not in text
 
 
 def test_setup_twice_keeps_one_handler():
