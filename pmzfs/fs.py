@@ -195,6 +195,8 @@ class Operations(pyfuse3.Operations):
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         # forget must not raise at all, not even FUSEError.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("forget(%d inodes)", len(inode_list))
         try:
             for inode, count in inode_list:
                 self._tree.forget(inode, count)

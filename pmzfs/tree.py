@@ -471,10 +471,10 @@ class Tree:
     async def _fetch(self, folder: Node, *, allow_stale: bool) -> Listing:
         """List ``folder``, sharing one ``folder/list`` call among concurrent callers.
 
-        Inside ``async with tree`` the call runs in the tree's nursery, and a
-        caller that may use a previous listing waits at most ``stale_wait``
-        seconds for it: the client's retries during a rate limit can take
-        minutes, and ``ls`` should not hang that long.
+        Inside ``async with tree`` the call runs in the tree's nursery. A
+        caller that may use a previous listing then waits at most
+        ``stale_wait`` seconds for it, because the client's retries during a
+        rate limit can take minutes, and ``ls`` should not hang that long.
         """
         while True:
             pending = self._fetches.get(folder.inode)

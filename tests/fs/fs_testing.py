@@ -9,7 +9,6 @@ import pyfuse3
 
 from pmzfs.api import RetryPolicy
 
-
 API_KEY = "test-key"
 
 # Short retries, so a rate limit without a cached listing fails within a
