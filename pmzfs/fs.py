@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -308,7 +308,7 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
 
         link = node.link or await self._tree.fresh_link(node)
-        handle = self._reader.open(node.id, node.size, link, functools.partial(self._tree.fresh_link, node))
+        handle = self._reader.open(node.id, node.size, link, self._link_refresher(node, link))
         fh = next(self._handles)
         self._files[fh] = handle
 
@@ -319,6 +319,24 @@ class Operations(pyfuse3.Operations):
         keep_cache = node.opened_version == version
         node.opened_version = version
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
+
+    def _link_refresher(self, node: Node, link: str) -> Callable[[], Awaitable[str]]:
+        """Return the reader's callback for a new link when ``link`` stops working.
+
+        A listing fetched since then already brought a new link, which costs
+        no request; otherwise the callback asks ``item/details``.
+        """
+        handed_out = link
+
+        async def refresh_link() -> str:
+            nonlocal handed_out
+            if node.link and node.link != handed_out:
+                handed_out = node.link
+            else:
+                handed_out = await self._tree.fresh_link(node)
+            return handed_out
+
+        return refresh_link
 
     @fuse_handler
     async def read(self, fh: int, off: int, size: int) -> bytes:

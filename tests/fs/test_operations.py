@@ -10,6 +10,7 @@ import stat
 
 import pyfuse3
 import pytest
+import trio
 from fs_testing import ReplyCollector
 
 from pmzfs.tree import TreeError
@@ -244,6 +245,37 @@ async def test_read_through_reader(ops, emulator):
         assert await ops.read(info.fh, len(reference), 4096) == b""
     finally:
         await ops.release(info.fh)
+
+
+async def test_expired_link_from_newer_listing(ops, tree, emulator):
+    file_id = emulator.state.add_file(emulator.root_id, "a.bin", (300_000, 3))
+    reference = emulator.state.file_bytes(file_id)
+    emulator.options.link_expiry = 1.0
+    inode = (await lookup(ops, ROOT, "a.bin")).st_ino
+    info = await ops.open(inode, os.O_RDONLY, None)
+    try:
+        await trio.sleep(1.5)
+        # A new listing brings a new link before the reader needs one.
+        await tree.refresh(ROOT)
+        emulator.counters.reset()
+        assert await ops.read(info.fh, 0, 4096) == reference[:4096]
+    finally:
+        await ops.release(info.fh)
+    assert emulator.counters.api_calls.get("item/details", 0) == 0
+
+
+async def test_expired_link_from_item_details(ops, emulator):
+    file_id = emulator.state.add_file(emulator.root_id, "a.bin", (300_000, 3))
+    reference = emulator.state.file_bytes(file_id)
+    emulator.options.link_expiry = 1.0
+    inode = (await lookup(ops, ROOT, "a.bin")).st_ino
+    info = await ops.open(inode, os.O_RDONLY, None)
+    try:
+        await trio.sleep(1.5)
+        assert await ops.read(info.fh, 0, 4096) == reference[:4096]
+    finally:
+        await ops.release(info.fh)
+    assert emulator.counters.api_calls.get("item/details", 0) >= 1
 
 
 async def test_keep_cache_while_unchanged(ops, emulator):
