@@ -323,8 +323,8 @@ class Operations(pyfuse3.Operations):
     def _link_refresher(self, node: Node, link: str) -> Callable[[], Awaitable[str]]:
         """Return the reader's callback for a new link when ``link`` stops working.
 
-        A listing fetched since then already brought a new link, which costs
-        no request; otherwise the callback asks ``item/details``.
+        When a listing fetched since then brought a new link, the callback
+        returns it without a request. Otherwise it calls ``item/details``.
         """
         handed_out = link
 
