@@ -697,6 +697,9 @@ class Tree:
 
     @staticmethod
     def _rename_all(listing: Listing) -> None:
+        # NOTE: when this gives an entry a new shown name, the kernel keeps
+        # its entry under the old name until entry_timeout ends, because
+        # nothing calls pyfuse3.invalidate_entry yet.
         shown, listing.suffixed = assign_names([(node.id, node.name) for node in listing.entries])
         listing.by_name = {}
         for node, name in zip(listing.entries, shown):
