@@ -82,36 +82,18 @@ def redact_text(text: str) -> str:
     return text
 
 
-def _redact_value(value: object) -> object:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bytes):
-        return redact_text(value.decode("utf-8", "replace"))
-    if isinstance(value, (int, float, bool)) or value is None:
-        return value
-    # Objects such as httpx.URL or exceptions stay as they are unless their
-    # text contains a secret. Then the masked text replaces the object, so
-    # the handler never formats the original, and a %r shows it quoted.
-    try:
-        text = str(value)
-    except Exception:
-        return value
-    masked = redact_text(text)
-    return value if masked == text else masked
-
-
 class RedactingFilter(logging.Filter):
     """A logging filter that masks secrets in a record's message, arguments and traceback text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact_text(record.msg)
-        else:
-            record.msg = redact_text(str(record.msg))
-        if isinstance(record.args, dict):
-            record.args = {key: _redact_value(value) for key, value in record.args.items()}
-        elif isinstance(record.args, tuple):
-            record.args = tuple(_redact_value(value) for value in record.args)
+        # Mask the formatted message, not the template: a template such as
+        # "apikey=%s" would otherwise lose its placeholder and fail to format.
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg = redact_text(message)
+        record.args = ()
         if record.exc_info and not record.exc_text:
             # Format the traceback here so the masked text is what handlers print.
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -61,7 +61,22 @@ def test_filter_masks_registered_secret():
     redact.register_secret("registered-secret-value")
     record = logging.LogRecord("pmzfs.x", logging.INFO, __file__, 1, "key %s in %r", ("registered-secret-value", {"k": "registered-secret-value"}), None)
     redact.RedactingFilter().filter(record)
-    assert record.getMessage() == "key *** in \"{'k': '***'}\""
+    assert record.getMessage() == "key *** in {'k': '***'}"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("GET /x?apikey=%s", "GET /x?apikey=***"),
+        ("token=%s done", "token=*** done"),
+        ("device_code=%s", "device_code=***"),
+    ],
+)
+def test_filter_keeps_template_placeholders(template, expected):
+    record = logging.LogRecord("pmzfs.x", logging.INFO, __file__, 1, template, ("abcdef123",), None)
+    redact.RedactingFilter().filter(record)
+    message = record.getMessage()
+    assert message == expected
 
 
 @pytest.mark.parametrize(
