@@ -15,8 +15,10 @@ Consistency rules (``docs/semantics.md`` has the full model):
 - Only a successful listing removes a name.  When listing again fails, the
   previous listing stays in use, a warning is logged (at most once per
   ``WARNING_INTERVAL`` seconds), and the next attempt waits
-  ``stale_retry_interval`` seconds.  When listing again takes longer than
-  ``stale_wait`` seconds (the client retries during a rate limit), the
+  ``stale_retry_interval`` seconds, doubling with each further failure up
+  to ``STALE_RETRY_MAX``.  When listing again takes longer than
+  ``stale_wait`` seconds (the client retries during a rate limit), or
+  longer than ``STALE_WAIT_AFTER_FAILURE`` after a failed refresh, the
   previous listing is used while the call goes on in the background.
   Without a previous listing the API error is raised.
 - ``not_found`` for a folder drops its listing and its entry in its parent.
@@ -56,6 +58,15 @@ STALE_RETRY_INTERVAL = 5.0
 
 STALE_WAIT = 2.0
 """Seconds a lookup waits for ``folder/list`` before it uses the previous listing."""
+
+STALE_RETRY_MAX = 60.0
+"""Seconds between refresh attempts at most, after repeated failures."""
+
+STALE_WAIT_AFTER_FAILURE = 0.5
+"""Seconds a lookup waits for a refresh when the previous refresh failed.
+
+Long enough for a quick answer once the service is back, short enough that
+a ``find`` over many folders during an outage is not slowed much."""
 
 ACCOUNT_INFO_TTL = 60.0
 """Seconds an ``account/info`` response is trusted (only ``statfs`` uses it)."""
@@ -116,6 +127,8 @@ class Listing:
     fetched_at: float
     # While a stale listing is in use, the time of the next refresh attempt.
     retry_at: float = -math.inf
+    # Refresh attempts that failed in a row since this listing was fetched.
+    failures: int = 0
     # Entries whose shown name has a suffix; zero allows cheap in-place edits.
     suffixed: int = 0
 
@@ -486,8 +499,15 @@ class Tree:
                 else:
                     await self._run_fetch(folder, pending)
 
-            if allow_stale and self._nursery is not None and folder.inode in self._listings:
-                with trio.move_on_after(0 if pending.slow else self.stale_wait):
+            cached = self._listings.get(folder.inode)
+            if allow_stale and self._nursery is not None and cached is not None:
+                if pending.slow:
+                    wait = 0.0
+                elif cached.failures:
+                    wait = min(self.stale_wait, STALE_WAIT_AFTER_FAILURE)
+                else:
+                    wait = self.stale_wait
+                with trio.move_on_after(wait):
                     await pending.done.wait()
                 if not pending.done.is_set():
                     pending.slow = True
@@ -526,7 +546,10 @@ class Tree:
         if cached is None:
             return
         now = trio.current_time()
-        cached.retry_at = now + self.stale_retry_interval
+        # Back off while the failures go on, so a long outage costs few calls.
+        cached.failures += 1
+        backoff = self.stale_retry_interval * 2 ** min(cached.failures - 1, 16)
+        cached.retry_at = now + min(backoff, max(STALE_RETRY_MAX, self.stale_retry_interval))
         self._stale_warnings.warn(
             now,
             "folder/list failed for folder %s, using its listing from %.0f s ago: %s",

@@ -11,7 +11,7 @@ import trio
 
 from pmzfs.api.errors import NotFound, RateLimitReached, ServiceDown
 from pmzfs.api.models import Item
-from pmzfs.tree import Node, Tree, TreeError, hashed_inode
+from pmzfs.tree import STALE_WAIT_AFTER_FAILURE, Node, Tree, TreeError, hashed_inode
 
 
 async def test_large_folder_costs_one_listing(tree, client):
@@ -469,3 +469,38 @@ async def test_refresh_waits_despite_stale(running_tree, client, autojump_clock)
     client.delay = 30.0
     listing = await tree.refresh(tree.root_inode)
     assert b"new.txt" in listing.by_name
+
+
+async def test_stale_retry_backs_off(tree, client, mock_clock):
+    await tree.listing(tree.root_inode)
+    client.failure = ServiceDown("down", endpoint="folder/list")
+    mock_clock.jump(61)
+    await tree.listing(tree.root_inode)
+    assert client.calls["folder/list"] == 2
+
+    # The second failure doubles the wait before the next attempt.
+    mock_clock.jump(tree.stale_retry_interval + 0.1)
+    await tree.listing(tree.root_inode)
+    assert client.calls["folder/list"] == 3
+    mock_clock.jump(tree.stale_retry_interval + 0.1)
+    await tree.listing(tree.root_inode)
+    assert client.calls["folder/list"] == 3
+    mock_clock.jump(tree.stale_retry_interval)
+    await tree.listing(tree.root_inode)
+    assert client.calls["folder/list"] == 4
+
+
+async def test_refresh_after_failure_waits_briefly(running_tree, client, autojump_clock):
+    tree = running_tree
+    client.add_file(client.ROOT_ID, "a.txt")
+    await tree.listing(tree.root_inode)
+    await trio.sleep(61)
+    client.failure = ServiceDown("down", endpoint="folder/list")
+    await tree.listing(tree.root_inode)
+    await trio.sleep(tree.stale_retry_interval + 1)
+
+    # The next attempt is slow too: a lookup waits far less than stale_wait.
+    client.delay = 30.0
+    start = trio.current_time()
+    assert await tree.lookup(tree.root_inode, b"a.txt") is not None
+    assert trio.current_time() - start == pytest.approx(STALE_WAIT_AFTER_FAILURE)
