@@ -1,9 +1,9 @@
 """``python -m bench``: pmzfs beside curl and rclone mount, on the same bytes.
 
-One run starts the emulator in its own process, then for each scenario
-sets its round-trip time and rate cap, mounts pmzfs and rclone in turn
-against it, runs the measures on each, and prints a table of numbers and
-ratios. The JSON of the run goes to ``bench/results/``.
+One run starts the emulator in its own process. For each scenario it sets
+the emulator's round-trip time and rate cap, then mounts pmzfs and rclone
+in turn and runs the measures on each. It prints a table of numbers and
+ratios and writes the JSON of the run to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from bench import report
 from bench.config import FULL_SIZES, QUICK_SIZES, SCENARIOS, Sizes
 from bench.control import ServerControl
-from bench.dataset import DATASET_ROOT
+from bench.dataset import DATASET_ROOT, RSYNC_FOLDER
 from bench.measures import DIRECT, MEASURES, PMZFS, RCLONE, SYSTEMS, Context, Skipped, Subject
 from bench.processes import BenchError, Mount, pmzfs_mount, rclone_mount
 from bench.profile import recording
@@ -155,6 +155,10 @@ def run_scenario(
         ]
         if not wanted:
             continue
+        if system == PMZFS and "rsync" in wanted:
+            # The no-op rsync needs a first rsync that uploads every file into
+            # this scenario's fresh mount, so the target starts out missing.
+            context.server.remove_folder(RSYNC_FOLDER)
         if system == DIRECT:
             outcome = run_measures(context, Subject(DIRECT), wanted, logs, profile)
         else:

@@ -79,6 +79,10 @@ class ServerControl:
         """Apply a scenario: API calls and link requests wait one RTT each."""
         self.request({"op": "configure", "api_latency": scenario.rtt, "link_rtt": scenario.rtt, "link_rate": scenario.link_rate})
 
+    def remove_folder(self, path: str) -> None:
+        """Delete a folder of the dataset (relative path) if it exists."""
+        self.request({"op": "remove_folder", "path": path})
+
     def reset_counters(self) -> None:
         self.request({"op": "reset"})
 

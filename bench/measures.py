@@ -44,7 +44,7 @@ MIXED_READS_PER_THREAD = 100_000
 
 
 class Skipped(Exception):
-    """The measure does not apply to this subject; the message says why."""
+    """The measure does not apply to this subject; the message gives the reason."""
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Subject:
 
 @dataclass
 class Context:
-    """What every measure of one scenario shares."""
+    """Sizes, scenario, emulator and work folder shared by the measures of one scenario."""
 
     sizes: Sizes
     scenario: Scenario
@@ -104,13 +104,14 @@ def _counters_after(context: Context) -> dict:
 
 
 def _request_counts(counters: dict) -> dict[str, int]:
-    """Count API calls, index pages (rclone's listing) and link requests."""
+    """Count API calls, index pages (rclone's listing), link requests and new TCP connections."""
     api_calls = counters.get("api_calls", {})
     return {
         "api_calls": sum(api_calls.values()),
         "folder_list_calls": api_calls.get("folder/list", 0),
         "index_pages": counters.get("index_pages", 0),
         "link_requests": sum(counters.get("link_requests", {}).values()),
+        "new_connections": counters.get("new_connections", 0),
     }
 
 
@@ -226,8 +227,8 @@ def first_byte_after_open(context: Context, subject: Subject) -> dict:
 def first_byte_after_seek(context: Context, subject: Subject) -> dict:
     """Time the first read after each of a series of random seeks in one open file.
 
-    A mount sees what a player does: it reads the start of the file, then
-    seeks, reads, and plays on for a moment before the next seek.
+    The mount gets a player's pattern: read the start of the file, then
+    seek, read, and play on for a moment before the next seek.
     """
     sizes = context.sizes
     deadline = Deadline(sizes.measure_deadline)
@@ -338,6 +339,7 @@ def read_amplification(context: Context, subject: Subject) -> dict:
     rng = random.Random(context.seed + 7)
     offsets = _random_offsets(rng, sizes.seek_file_size, sizes.amplification_read_size, sizes.amplification_reads)
     _settle_and_reset(context)
+
     total = 0
     start = time.perf_counter()
     descriptor = os.open(_path(subject, dataset.AMPLIFICATION), os.O_RDONLY)
@@ -349,6 +351,7 @@ def read_amplification(context: Context, subject: Subject) -> dict:
     finally:
         os.close(descriptor)
     seconds = time.perf_counter() - start
+
     # Give read-ahead that was cut short by the close time to stop, then count.
     time.sleep(1.0)
     counters = _counters_after(context)

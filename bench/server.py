@@ -11,6 +11,7 @@ writes one JSON reply line to stdout, until stdin closes:
 - ``{"op": "reset"}`` sets the request counters to zero
 - ``{"op": "counters"}`` returns them, plus ``index_pages``
 - ``{"op": "manifest"}`` returns ``{path: {"id", "size", "link"}}``
+- ``{"op": "remove_folder", "path": P}`` deletes a folder of the dataset
 
 rclone's http backend reads a tree of HTML pages of links, which the
 premiumize API does not have. ``BenchRequestHandler`` adds it under
@@ -172,7 +173,12 @@ def handle_request(emu: Emulator, request: dict) -> object:
         return {**emu.counters.snapshot(), "index_pages": INDEX_PAGES.pages}
     if op == "manifest":
         return build_manifest(emu)
-    raise ValueError(f"unknown control op {op!r}; use configure, reset, counters or manifest")
+    if op == "remove_folder":
+        folder_id = emu.state.find(f"{dataset.DATASET_ROOT}/{request['path']}")
+        if folder_id is not None:
+            emu.state.delete_folder(folder_id)
+        return None
+    raise ValueError(f"unknown control op {op!r}; use configure, reset, counters, manifest or remove_folder")
 
 
 def serve(emu: Emulator) -> None:
