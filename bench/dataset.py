@@ -15,13 +15,13 @@ from bench.config import MiB, Sizes
 
 DATASET_ROOT = "pmzfs-bench"
 
-STREAM = "stream.bin"
 SEEK = "seek.bin"
 RANDOM = "random.bin"
 AMPLIFICATION = "amplify.bin"
 MIXED_STREAM = "mixed-stream.bin"
 MIXED_RANDOM = "mixed-random.bin"
 VIDEO = "video/movie.mp4"
+STREAM_FOLDER = "streams"
 OPEN_FOLDER = "open"
 LISTING_FOLDER = "listing"
 TREE_FOLDER = "tree"
@@ -43,6 +43,15 @@ class FileSpec:
     video: bool = False
 
 
+def stream_path(size: int) -> str:
+    """Return the path of the sequential-read file of ``size`` bytes.
+
+    Each ``--size`` gets its own file, which the emulator process adds on
+    start when it is missing, so a new size does not seed the dataset again.
+    """
+    return f"{STREAM_FOLDER}/stream-{size}.bin"
+
+
 def open_file_path(index: int) -> str:
     return f"{OPEN_FOLDER}/open-{index:02d}.bin"
 
@@ -56,10 +65,12 @@ def tree_file_path(folder: int, index: int) -> str:
 
 
 def file_specs(sizes: Sizes) -> list[FileSpec]:
-    """List every file of the dataset for ``sizes``, large files first."""
+    """List every file of the dataset for ``sizes``, large files first.
+
+    The sequential-read file is not in the list (see ``stream_path``).
+    """
     specs = [
-        FileSpec(STREAM, sizes.stream_size),
-        FileSpec(MIXED_STREAM, sizes.stream_size),
+        FileSpec(MIXED_STREAM, sizes.seek_file_size),
         FileSpec(SEEK, sizes.seek_file_size),
         FileSpec(RANDOM, sizes.seek_file_size),
         FileSpec(AMPLIFICATION, sizes.seek_file_size),

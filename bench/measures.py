@@ -152,10 +152,11 @@ def _random_offsets(rng: random.Random, file_size: int, read_size: int, count: i
 def sequential_read(context: Context, subject: Subject) -> dict:
     """Stream the whole large file once and report MB/s and CPU per GiB."""
     deadline = Deadline(context.sizes.measure_deadline)
+    stream = dataset.stream_path(context.sizes.stream_size)
     _settle_and_reset(context)
     if subject.system == DIRECT:
         cpu_before = _children_cpu_seconds()
-        fetched = _curl(context.server.link(dataset.STREAM), deadline)
+        fetched = _curl(context.server.link(stream), deadline)
         cpu_seconds = _children_cpu_seconds() - cpu_before
         seconds = fetched["total"]
         total = fetched["bytes"]
@@ -166,9 +167,9 @@ def sequential_read(context: Context, subject: Subject) -> dict:
         total = 0
         timed_out = False
         start = time.perf_counter()
-        with open(_path(subject, dataset.STREAM), "rb", buffering=0) as stream:
+        with open(_path(subject, stream), "rb", buffering=0) as source:
             while True:
-                count = stream.readinto(buffer)
+                count = source.readinto(buffer)
                 if not count:
                     break
                 total += count
@@ -185,7 +186,7 @@ def sequential_read(context: Context, subject: Subject) -> dict:
         "mb_per_s": total / MB / seconds if seconds > 0 else 0.0,
         "cpu_seconds": cpu_seconds,
         "cpu_s_per_gib": cpu_seconds / gib if gib > 0 else None,
-        "bytes_fetched": counters.get("bytes_served", {}).get(context.server.file_id(dataset.STREAM), 0),
+        "bytes_fetched": counters.get("bytes_served", {}).get(context.server.file_id(stream), 0),
         "connections": counters.get("new_connections", 0),
         "timed_out": timed_out,
     }

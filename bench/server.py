@@ -142,6 +142,19 @@ def seed_dataset(emu: Emulator, sizes: Sizes, cache_dir: Path) -> None:
     log.info("seeded the dataset in %.1f s", time.monotonic() - started)
 
 
+def add_stream_file(emu: Emulator, size: int) -> None:
+    """Add the sequential-read file of ``size`` bytes unless the state has it."""
+    path = dataset.stream_path(size)
+    if emu.state.find(f"{dataset.DATASET_ROOT}/{path}") is not None:
+        return
+    folders = {"": emu.state.find(dataset.DATASET_ROOT)}
+    folder, _, name = path.rpartition("/")
+    existing = emu.state.find(f"{dataset.DATASET_ROOT}/{folder}")
+    folder_id = existing if existing is not None else _ensure_folder(emu, folders, folder)
+    emu.state.add_file(folder_id, name, (size, path))
+    log.info("added %s (%d bytes)", path, size)
+
+
 def build_manifest(emu: Emulator) -> dict[str, dict]:
     """Map each dataset path to its file id, size and absolute link."""
     root_id = emu.state.find(dataset.DATASET_ROOT)
@@ -224,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_dataset(emu, sizes, args.work_dir / "video")
         emu.state.save()
         (state_dir / SEEDED_MARKER).write_text(json.dumps(sizes.to_json()))
+    add_stream_file(emu, sizes.stream_size)
     emu.start()
     try:
         install_index_handler(emu)
