@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = args.scenario or list(SCENARIOS)
     measures = args.only or list(MEASURES)
     systems = args.system or list(SYSTEMS)
-    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     try:
         check_tools(systems)
         work_dir = args.work_dir.resolve()
