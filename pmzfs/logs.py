@@ -12,7 +12,7 @@
 - with ``log_file``: also that file, with timestamps, rotated at 10 MiB.
 
 Every handler drops repeats beyond ``REPEAT_LIMIT`` records per
-``REPEAT_PERIOD`` seconds for one logger and message template, and masks
+``REPEAT_PERIOD`` seconds from one logging call site, and masks
 secrets with the filter from ``pmzfs.redact``.
 """
 
@@ -83,10 +83,10 @@ class _RepeatWindow:
 
 
 class RepeatLimiter(logging.Filter):
-    """A handler filter that passes at most ``limit`` records per ``period`` seconds for each logger and message template.
+    """A handler filter that passes at most ``limit`` records per ``period`` seconds for each logging call site.
 
-    Records are grouped by logger name and the unformatted message, so
-    "upload of %s failed" counts as one kind whatever file it names. When a
+    Records are grouped by logger name and the source line that logged them,
+    so "upload of %s failed" counts as one kind whatever file it names. When a
     new period starts for a kind that had records dropped, the filter first
     sends one "suppressed N similar messages" record to its handler, so the
     count appears with the next message of that kind, not when the period ends.
@@ -115,7 +115,9 @@ class RepeatLimiter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _SUMMARY_MARK, False):
             return True
-        key = (record.name, str(record.msg))
+        # The call site, not the text: the redaction filter has already
+        # replaced the template with the formatted message.
+        key = (record.name, f"{record.pathname}:{record.lineno}")
         now = self.clock()
         window = self._windows.get(key)
         if window is None or now - window.start >= self.period:
