@@ -80,6 +80,8 @@ class _RepeatWindow:
     start: float
     count: int = 0
     suppressed: int = 0
+    # The formatted text of the last record dropped, shown in the summary.
+    last_suppressed: str = ""
 
 
 class RepeatLimiter(logging.Filter):
@@ -122,7 +124,7 @@ class RepeatLimiter(logging.Filter):
         window = self._windows.get(key)
         if window is None or now - window.start >= self.period:
             if window is not None and window.suppressed:
-                self._send_summary(record, window.suppressed, now - window.start)
+                self._send_summary(record, window, now - window.start)
             if window is None and len(self._windows) >= self.MAX_KINDS:
                 self._prune(now)
             self._windows[key] = _RepeatWindow(start=now, count=1)
@@ -131,9 +133,10 @@ class RepeatLimiter(logging.Filter):
         if window.count <= self.limit:
             return True
         window.suppressed += 1
+        window.last_suppressed = record.getMessage()
         return False
 
-    def _send_summary(self, record: logging.LogRecord, suppressed: int, elapsed: float) -> None:
+    def _send_summary(self, record: logging.LogRecord, window: _RepeatWindow, elapsed: float) -> None:
         if self.handler is None:
             return
         summary = logging.LogRecord(
@@ -141,8 +144,8 @@ class RepeatLimiter(logging.Filter):
             record.levelno,
             record.pathname,
             record.lineno,
-            "suppressed %d similar messages in the last %d s: %r",
-            (suppressed, round(elapsed), str(record.msg)),
+            "suppressed %d similar messages in the last %d s, the last: %r",
+            (window.suppressed, round(elapsed), window.last_suppressed),
             None,
         )
         setattr(summary, _SUMMARY_MARK, True)

@@ -144,19 +144,23 @@ def test_repeats_limited_then_summarized():
     logger = logging.getLogger("pmzfs.test_repeat")
     logger.addHandler(handler)
     logger.propagate = False
+
+    def retry(index):
+        logger.warning("retrying %s", index)
+
     try:
         for index in range(8):
-            logger.warning("retrying %s", index)
+            retry(index)
         logger.warning("another message")
         now[0] += 61
-        logger.warning("retrying %s", 99)
+        retry(99)
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
     lines = stream.getvalue().splitlines()
     assert lines[:3] == ["retrying 0", "retrying 1", "retrying 2"]
     assert lines[3] == "another message"
-    assert lines[4] == "suppressed 5 similar messages in the last 61 s: 'retrying %s'"
+    assert lines[4] == "suppressed 5 similar messages in the last 61 s, the last: 'retrying 7'"
     assert lines[5] == "retrying 99"
     assert len(lines) == 6
 
