@@ -4,22 +4,28 @@
 device, ``fusermount3``, the mountpoint).  ``serve`` connects to the API,
 checks the credential with ``account/info``, mounts, serves FUSE requests
 until the filesystem is unmounted or the process gets SIGINT or SIGTERM,
-and unmounts.  ``run_in_background`` forks before trio starts so the parent
-can exit once a stat of the mountpoint succeeds.
+and unmounts.  The writer runs for the whole life of the mount: it resumes
+staged uploads at start and retries failed ones in the background, and
+after the unmount pending uploads get ``UPLOAD_DRAIN_TIMEOUT`` seconds to
+finish.  ``run_in_background`` forks before trio starts so the parent can
+exit once a stat of the mountpoint succeeds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import select
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyfuse3
 import trio
@@ -30,9 +36,12 @@ from pmzfs.api.models import AccountInfo
 from pmzfs.auth import Credential, CredentialError, resolve_credential
 from pmzfs.cli import EXIT_FAILURE, EXIT_OK, CommandError
 from pmzfs.fs import Operations
+from pmzfs.mtimes import MtimeStore
+from pmzfs.notify import notify_extend_timeout, notify_stopping
 from pmzfs.options import MountOptions
 from pmzfs.reader import Reader
 from pmzfs.tree import Tree
+from pmzfs.writer import STAGING_SUBDIR, StagedFile, StagingLocked, Writer, is_temporary_name, staging_status
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,12 @@ FUSE_CONF = Path("/etc/fuse.conf")
 
 READY_TIMEOUT = 120.0
 """Seconds the parent of a background mount waits for a stat of the mountpoint to succeed."""
+
+UPLOAD_DRAIN_TIMEOUT = 300.0
+"""Seconds pending uploads get to finish after the unmount; the next mount resumes the rest."""
+
+EXTEND_TIMEOUT_STEP = 30.0
+"""Seconds of extra stop time asked of systemd at a time while uploads finish."""
 
 _READY_MESSAGE = b"ready\n"
 _ERROR_PREFIX = b"error:"
@@ -205,13 +220,14 @@ async def serve(options: MountOptions, credential: Credential, *, on_ready: Call
     except ValueError as exc:
         raise CommandError(f"invalid API URL {options.api_url!r}: {exc}") from None
 
-    async with client:
+    async with client, contextlib.AsyncExitStack() as stack:
         info = await check_account(client, credential, options.api_url, options.verbose)
         tree = Tree(
             client,
             root_inode=pyfuse3.ROOT_INODE,
             dir_cache_ttl=options.dir_cache_ttl,
             negative_ttl=options.negative_ttl,
+            hidden_name=is_temporary_name,
         )
         tree.set_account_info(info)
         reader = Reader(
@@ -219,51 +235,170 @@ async def serve(options: MountOptions, credential: Credential, *, on_ready: Call
             max_window=options.readahead_max,
             connections_per_file=options.connections_per_file,
         )
-        async with tree, reader:
-            operations = Operations(tree, reader, options)
-            return await _run_session(operations, options, on_ready)
+        writer = None
+        if not options.read_only:
+            mtimes = stack.enter_context(_open_mtimes(options.cache_dir))
+            writer = Writer(client, options.cache_dir / STAGING_SUBDIR, mtimes=mtimes, account_id=info.customer_id)
+        # Before the writer starts: its first background upload reports to the tree through the operations.
+        operations = Operations(tree, reader, options, writer=writer)
+        await stack.enter_async_context(tree)
+        await stack.enter_async_context(reader)
+        if writer is None:
+            _warn_staged_uploads(options.cache_dir / STAGING_SUBDIR)
+        else:
+            await _start_writer(stack, writer)
+        return await _run_session(operations, writer, functools.partial(_status_report, operations, client), options, on_ready)
 
 
-async def _run_session(operations: Operations, options: MountOptions, on_ready: Callable[[], None] | None) -> int:
+def _open_mtimes(cache_dir: Path) -> MtimeStore:
+    try:
+        return MtimeStore.in_cache_dir(cache_dir)
+    except (OSError, sqlite3.Error) as exc:
+        raise CommandError(f"cannot open the mtime store in the cache directory {cache_dir}: {exc}; pass a writable --cache-dir") from None
+
+
+async def _start_writer(stack: contextlib.AsyncExitStack, writer: Writer) -> None:
+    try:
+        await stack.enter_async_context(writer)
+    except StagingLocked as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(
+            f"cannot use the staging directory {writer.journal.directory}: {exc.strerror or exc}; pass a writable --cache-dir"
+        ) from None
+
+
+def _warn_staged_uploads(staging_dir: Path) -> None:
+    status = staging_status(staging_dir)
+    waiting = len(status.pending) + len(status.failed)
+    if waiting:
+        log.warning(
+            "%d uploads staged in %s are not resumed by a --read-only mount; mount without --read-only to upload them",
+            waiting, staging_dir,
+        )
+
+
+def _status_report(operations: Operations, client: PremiumizeClient) -> dict[str, Any]:
+    report = operations.status()
+    errors = client.errors_by_code
+    report["api"] = {"calls": client.calls, "errors": sum(errors.values()), "errors_by_code": dict(errors)}
+    return report
+
+
+class _Shutdown:
+    """The state of the process's end, which decides what a signal does."""
+
+    def __init__(self) -> None:
+        # True while pyfuse3 has a session: the first signal ends it.
+        self.session_open = True
+        self.signalled = False
+        # trio time when the wait for pending uploads ends, while it runs.
+        self.uploads_deadline: float | None = None
+
+
+async def _run_session(
+    operations: Operations,
+    writer: Writer | None,
+    get_status: Callable[[], dict],
+    options: MountOptions,
+    on_ready: Callable[[], None] | None,
+) -> int:
     mountpoint = options.mountpoint
+    assert mountpoint is not None
     try:
         pyfuse3.init(operations, os.fspath(mountpoint), fuse_mount_options(options))
     except RuntimeError as exc:
         raise CommandError(f"mounting {mountpoint} failed: {exc}; check that it is an empty folder you may write to") from None
+    operations.kernel_notifications = True
     log.info("mounted %s at %s", options.api_url, mountpoint)
 
-    exit_code = EXIT_OK
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(_stop_on_signal)
-            nursery.start_soon(_announce_ready, mountpoint, on_ready)
-            nursery.start_soon(_serve_status, mountpoint, operations.status)
-            try:
-                await pyfuse3.main()
-            except Exception:
-                log.exception("the FUSE session of %s failed; unmounting", mountpoint)
-                exit_code = EXIT_FAILURE
-            nursery.cancel_scope.cancel()
-    finally:
-        with trio.CancelScope(shield=True):
-            await operations.close_all()
-        pyfuse3.close(unmount=True)
-        log.info("unmounted %s", mountpoint)
+    shutdown = _Shutdown()
+    async with trio.open_nursery() as nursery:
+        # Signals are handled until the uploads are done, so a second
+        # SIGTERM cannot end the process in the middle of one.
+        await nursery.start(_handle_signals, shutdown)
+        try:
+            exit_code = await _serve_fuse(operations, mountpoint, get_status, on_ready)
+        finally:
+            shutdown.session_open = False
+            operations.kernel_notifications = False
+            with trio.CancelScope(shield=True):
+                await operations.close_all()
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", mountpoint)
+        notify_stopping()
+        if writer is not None:
+            await _finish_uploads(writer, shutdown)
+        nursery.cancel_scope.cancel()
     return exit_code
 
 
-async def _stop_on_signal(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _serve_fuse(
+    operations: Operations, mountpoint: Path, get_status: Callable[[], dict], on_ready: Callable[[], None] | None
+) -> int:
+    exit_code = EXIT_OK
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_announce_ready, mountpoint, on_ready)
+        nursery.start_soon(_serve_status, mountpoint, get_status)
+        try:
+            await pyfuse3.main()
+        except Exception:
+            log.exception("the FUSE session of %s failed; unmounting", mountpoint)
+            exit_code = EXIT_FAILURE
+        nursery.cancel_scope.cancel()
+    return exit_code
+
+
+async def _handle_signals(shutdown: _Shutdown, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
-        stopping = False
         async for number in signals:
             name = signal.Signals(number).name
-            if stopping:
+            if shutdown.uploads_deadline is not None:
+                log.info(
+                    "received %s; still waiting up to %.0f s for pending uploads, then the next mount resumes the rest",
+                    name, max(0.0, shutdown.uploads_deadline - trio.current_time()),
+                )
+            elif shutdown.signalled or not shutdown.session_open:
                 log.info("received %s again; still unmounting", name)
-                continue
-            log.info("received %s; unmounting", name)
-            stopping = True
-            pyfuse3.terminate()
+            else:
+                log.info("received %s; unmounting", name)
+                shutdown.signalled = True
+                notify_stopping()
+                pyfuse3.terminate()
+
+
+def _uploads_left(writer: Writer) -> list[StagedFile]:
+    return [staged for staged in writer.staged_files() if staged.tracked and (staged.pending or staged.dirty)]
+
+
+async def _finish_uploads(writer: Writer, shutdown: _Shutdown, timeout: float = UPLOAD_DRAIN_TIMEOUT) -> None:
+    """Give pending uploads up to ``timeout`` seconds; log each one that is left for the next mount."""
+    left = _uploads_left(writer)
+    if not left:
+        return
+    log.info("waiting up to %.0f s for %d pending uploads to finish", timeout, len(left))
+    shutdown.uploads_deadline = trio.current_time() + timeout
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_extend_stop_timeout)
+        with trio.move_on_at(shutdown.uploads_deadline):
+            await writer.upload_pending()
+        nursery.cancel_scope.cancel()
+    shutdown.uploads_deadline = None
+    for staged in _uploads_left(writer):
+        log.warning(
+            "the upload of %r to folder %s did not finish; its data stays staged at %s and the next mount"
+            " with this cache directory retries it",
+            staged.name, staged.folder_id, staged.path,
+        )
+
+
+async def _extend_stop_timeout() -> None:
+    # systemd kills a unit that is still stopping after TimeoutStopSec;
+    # each message moves that point EXTEND_TIMEOUT_STEP seconds past now.
+    while True:
+        notify_extend_timeout(EXTEND_TIMEOUT_STEP)
+        await trio.sleep(EXTEND_TIMEOUT_STEP / 2)
 
 
 async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:

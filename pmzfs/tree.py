@@ -38,7 +38,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,8 @@ class Listing:
     failures: int = 0
     # Entries whose shown name has a suffix; zero allows cheap in-place edits.
     suffixed: int = 0
+    # Service entries left out because ``Tree.hidden_name`` matched their name.
+    hidden: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -142,6 +144,10 @@ class _Fetch:
     error: Exception | None = None
     # Set once a caller stopped waiting for it; later callers do not wait.
     slow: bool = False
+    # Entries this mount changed while the call ran, by key: the node that
+    # must be in the listing, or None for one that must not.  The response
+    # may predate those changes, so they win over it.
+    touched: dict[Key, Node | None] = field(default_factory=dict)
 
 
 class _WarningLimiter:
@@ -175,6 +181,17 @@ class Tree:
 
     ``client`` needs ``folder_list``, ``item_details`` and ``account_info``
     of ``pmzfs.api.PremiumizeClient``.  All methods run in one trio thread.
+
+    Three hooks connect the tree to the write side; each may be set after
+    construction and defaults to doing nothing:
+
+    - ``hidden_name(name)``: service entries whose name it accepts are left
+      out of listings (the writer's temporary upload names).
+    - ``local_entries(folder_id)``: entries that exist only on this machine
+      (staged files not uploaded yet), added to every listing of the folder.
+    - ``on_shown_change(folder_inode, old_shown)``: called when an in-place
+      edit gives an entry another shown name, so the kernel's entry cache
+      can drop the old name.
     """
 
     def __init__(
@@ -187,6 +204,7 @@ class Tree:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         stale_retry_interval: float = STALE_RETRY_INTERVAL,
         stale_wait: float = STALE_WAIT,
+        hidden_name: Callable[[str], bool] | None = None,
     ) -> None:
         self._client = client
         self.root_inode = root_inode
@@ -195,6 +213,9 @@ class Tree:
         self.max_entries = max_entries
         self.stale_retry_interval = stale_retry_interval
         self.stale_wait = stale_wait
+        self.hidden_name = hidden_name
+        self.local_entries: Callable[[str], Iterable[Item]] | None = None
+        self.on_shown_change: Callable[[int, bytes], None] | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
 
@@ -285,6 +306,23 @@ class Tree:
     def parent(self, node: Node) -> Node:
         """Return the folder that contains ``node`` (the root for the root)."""
         return self._nodes.get(node.parent, self.root)
+
+    def find(self, is_dir: bool, entry_id: str) -> Node | None:
+        """Return the node of the folder or file with id ``entry_id``, if the tree has one."""
+        inode = self._inode_by_key.get((is_dir, entry_id))
+        return None if inode is None else self._nodes.get(inode)
+
+    def is_ancestor_or_self(self, folder: Node, node: Node) -> bool:
+        """Return whether ``folder`` is ``node`` itself or one of the folders above it."""
+        current = node
+        # Bounded by the node count, so a damaged parent chain cannot loop forever.
+        for _ in range(len(self._nodes) + 1):
+            if current is folder:
+                return True
+            if current is self.root:
+                return False
+            current = self.parent(current)
+        return False
 
     def stats(self) -> dict[str, int]:
         """Return counts for memory checks: nodes, listings, listed entries."""
@@ -418,9 +456,12 @@ class Tree:
     def remove_entry(self, node: Node) -> None:
         """Remove ``node``, which this mount just deleted, from its folder's listing.
 
-        The node stays in the table while the kernel still refers to it.
+        The node stays in the table while the kernel still refers to it.  A
+        folder's own cached listing is dropped with it.
         """
         self._detach(node)
+        if node.is_dir:
+            self._drop_listing(node.inode)
         self._maybe_drop(node)
 
     def rename_entry(self, node: Node, new_name: str) -> None:
@@ -536,7 +577,7 @@ class Tree:
             # its stack), so a bug cannot end the tree's nursery.
             pending.error = exc
         else:
-            pending.listing = self._install(folder, result)
+            pending.listing = self._install(folder, result, pending.touched)
         finally:
             del self._fetches[folder.inode]
             pending.done.set()
@@ -576,31 +617,49 @@ class Tree:
             raise exc
         return cached
 
-    def _install(self, folder: Node, result: FolderListing) -> Listing:
-        """Store a fresh listing of ``folder`` and update its entries' nodes."""
+    def _install(self, folder: Node, result: FolderListing, touched: dict[Key, Node | None]) -> Listing:
+        """Store a fresh listing of ``folder`` and update its entries' nodes.
+
+        Entries with hidden names are left out and local entries added.
+        ``touched`` contains the edits this mount made while the call ran: they
+        are newer than the response, so they replace what it says about
+        those entries.
+        """
         if folder is self.root and not folder.id:
             self._set_root_id(result.folder_id)
-        items = result.content
-        shown, suffixed = assign_names([(item.id, item.name) for item in items])
+        items = [item for item in result.content if not self._is_hidden(item.name)]
+        hidden = len(result.content) - len(items)
+        if self.local_entries is not None:
+            service_ids = {item.id for item in items}
+            items.extend(item for item in self.local_entries(folder.id) if item.id not in service_ids)
 
-        entries: list[Node] = []
+        nodes: list[Node] = []
+        for item in items:
+            if (item.is_folder, item.id) not in touched:
+                nodes.append(self._node_for_item(item, folder.inode))
+        for node in touched.values():
+            if node is not None and node.parent == folder.inode and self._nodes.get(node.inode) is node:
+                nodes.append(node)
+        shown, suffixed = assign_names([(node.id, node.name) for node in nodes])
+
         by_name: dict[bytes, Node] = {}
-        for item, name in zip(items, shown):
-            node = self._node_for_item(item, folder.inode)
+        for node, name in zip(nodes, shown):
             node.shown = name
             node.listed = True
-            entries.append(node)
             by_name[name] = node
 
-        listing = Listing(folder.id, entries, by_name, trio.current_time(), suffixed=suffixed)
+        listing = Listing(folder.id, nodes, by_name, trio.current_time(), suffixed=suffixed, hidden=hidden)
         old = self._listings.pop(folder.inode, None)
         self._listings[folder.inode] = listing
-        self._listed_total += len(entries)
+        self._listed_total += len(nodes)
         if old is not None:
             self._listed_total -= len(old.entries)
             self._unlist_missing(old, listing, folder.inode)
         self._evict()
         return listing
+
+    def _is_hidden(self, name: str) -> bool:
+        return self.hidden_name is not None and self.hidden_name(name)
 
     def _set_root_id(self, root_id: str) -> None:
         self.root.id = root_id
@@ -687,6 +746,7 @@ class Tree:
 
     def _detach(self, node: Node) -> None:
         """Remove ``node`` from its parent's cached listing, if it is there."""
+        self._note_edit(node.parent, node.key, None)
         listing = self._listings.get(node.parent)
         node.listed = False
         if listing is None or listing.by_name.get(node.shown) is not node:
@@ -696,11 +756,12 @@ class Tree:
         self._listed_total -= 1
         if listing.suffixed:
             # Another entry may now get the name without its suffix.
-            self._rename_all(listing)
+            self._rename_all(listing, node.parent)
 
     def _attach(self, node: Node, parent_inode: int) -> None:
         """Add ``node`` to the cached listing of ``parent_inode``, if there is one."""
         node.parent = parent_inode
+        self._note_edit(parent_inode, node.key, node)
         listing = self._listings.get(parent_inode)
         if listing is None:
             node.shown = assign_names([(node.id, node.name)])[0][0]
@@ -715,16 +776,26 @@ class Tree:
             node.shown = candidate
             listing.by_name[candidate] = node
         else:
-            self._rename_all(listing)
+            self._rename_all(listing, parent_inode)
         self._evict()
 
-    @staticmethod
-    def _rename_all(listing: Listing) -> None:
-        # NOTE: when this gives an entry a new shown name, the kernel keeps
-        # its entry under the old name until entry_timeout ends, because
-        # nothing calls pyfuse3.invalidate_entry yet.
+    def _note_edit(self, folder_inode: int, key: Key, node: Node | None) -> None:
+        """Record an in-place edit for a ``folder/list`` call of the folder still in flight."""
+        pending = self._fetches.get(folder_inode)
+        if pending is not None:
+            pending.touched[key] = node
+
+    def _rename_all(self, listing: Listing, folder_inode: int) -> None:
         shown, listing.suffixed = assign_names([(node.id, node.name) for node in listing.entries])
+        old_names = listing.by_name
         listing.by_name = {}
         for node, name in zip(listing.entries, shown):
             node.shown = name
             listing.by_name[name] = node
+        if self.on_shown_change is None:
+            return
+        # The kernel may still hold an entry under a name that now belongs
+        # to another node or to none.
+        for old_name, node in old_names.items():
+            if listing.by_name.get(old_name) is not node:
+                self.on_shown_change(folder_inode, old_name)

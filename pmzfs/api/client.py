@@ -10,6 +10,7 @@ callers never see a duplicate folder or a double delete.  See
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import urllib.parse
@@ -167,6 +168,10 @@ class PremiumizeClient:
         self.retry = retry or RetryPolicy()
         self.rate_limit_pause = RateLimitPause(self.retry.rate_limit_initial, self.retry.rate_limit_max)
         self.pacer = Pacer(concurrency, rate, burst, self.rate_limit_pause)
+        # Requests sent (API calls and uploads, each retry counted) and their
+        # failures by error code, for `pmzfs status`.
+        self.calls = 0
+        self.errors_by_code: collections.Counter[str] = collections.Counter()
         self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None)
         self._upload_timeout = httpx.Timeout(
             connect=connect_timeout, read=upload_read_timeout, write=read_timeout, pool=None
@@ -224,12 +229,14 @@ class PremiumizeClient:
             response = await self._request(method, url, endpoint, started, **kwargs)
         try:
             payload = self._parse(response, endpoint)
-        except RateLimitReached:
+        except RateLimitReached as exc:
+            self.errors_by_code[exc.code] += 1
             if generation is not None:
                 self.rate_limit_pause.hit(generation)
             self._log_response(method, endpoint, response, "rate_limit_reached", started)
             raise
         except APIError as exc:
+            self.errors_by_code[exc.code] += 1
             self._log_response(method, endpoint, response, exc.code, started)
             raise
         self._log_response(method, endpoint, response, "success", started)
@@ -238,9 +245,11 @@ class PremiumizeClient:
         return payload
 
     async def _request(self, method: str, url: str, endpoint: str, started: float, **kwargs: Any) -> httpx.Response:
+        self.calls += 1
         try:
             return await self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
+            self.errors_by_code[TransportError.code] += 1
             not_sent = isinstance(exc, _NOT_SENT_ERRORS)
             reason = _transport_reason(exc)
             log.debug(

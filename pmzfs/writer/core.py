@@ -799,6 +799,10 @@ class Writer:
                 entries.append(describe_manifest(staged.manifest, staged.path, staged.size))
         return WriterStatus.from_entries(entries, staged_bytes)
 
+    def bytes_sent(self, staging_id: str) -> int:
+        """Return how many bytes the running upload of a staged file has sent, 0 when none runs."""
+        return self._uploader.bytes_sent.get(staging_id, 0)
+
     def staged_files(self) -> Iterator[StagedFile]:
         """Iterate over every staged file, open or pending."""
         return iter(list(self._staged.values()))

@@ -101,6 +101,8 @@ class Uploader:
         self._progress_step_percent = progress_step_percent
         self._progress_interval = progress_interval
         self._progress_min_size = progress_min_size
+        # Bytes of the file sent so far by each running upload, by staging id.
+        self.bytes_sent: dict[str, int] = {}
 
     async def run(self, manifest: Manifest, source: Path, *, check_first: bool) -> Item:
         """Upload ``source`` for ``manifest`` (state READY or UPLOADED) and put it in place.
@@ -149,8 +151,14 @@ class Uploader:
             interval=self._progress_interval,
             min_size=self._progress_min_size,
         )
+        staging_id = manifest.staging_id
+
+        def record_progress(sent: int, total: int) -> None:
+            self.bytes_sent[staging_id] = sent
+            progress(sent, total)
+
         try:
-            return await self.client.upload_file(manifest.folder_id, source, manifest.upload_name, progress=progress)
+            return await self.client.upload_file(manifest.folder_id, source, manifest.upload_name, progress=record_progress)
         except APIError as exc:
             # A failed upload may still have left a file, complete or partial.
             try:
@@ -165,6 +173,8 @@ class Uploader:
                 log.info("the failed upload of %r had stored the file completely as %s", manifest.name, landed)
                 return landed
             raise
+        finally:
+            self.bytes_sent.pop(staging_id, None)
 
     async def finish(self, manifest: Manifest) -> Item:
         """Confirm an UPLOADED manifest's file by a listing and rename it into place."""

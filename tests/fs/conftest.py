@@ -15,10 +15,15 @@ from pmzfs.api import PremiumizeClient
 from pmzfs.auth import Credential
 from pmzfs.emulator import Emulator, EmulatorOptions
 from pmzfs.fs import Operations
+from pmzfs.mtimes import MtimeStore
 from pmzfs.options import MountOptions
 from pmzfs.reader import Reader
 from pmzfs.tree import Tree
+from pmzfs.writer import RetryPolicy, Writer, is_temporary_name
 from fs_testing import API_KEY, FAST_RETRY, collecting_readdir_reply
+
+# Background retries that never fire on their own during a test.
+NO_BACKGROUND_RETRIES = RetryPolicy((3600.0,))
 
 @pytest.fixture(autouse=True)
 def fake_readdir_reply(monkeypatch):
@@ -64,3 +69,26 @@ def ops(parts):
 @pytest.fixture
 def tree(parts):
     return parts[1]
+
+
+@pytest.fixture
+async def writable(emulator, mount_options, tmp_path):
+    """(operations, tree, writer) of one writable mount of ``emulator``."""
+    client = PremiumizeClient(emulator.base_url, Credential(API_KEY, "the test"), retry=FAST_RETRY, rate=0)
+    tree = Tree(
+        client,
+        root_inode=pyfuse3.ROOT_INODE,
+        dir_cache_ttl=mount_options.dir_cache_ttl,
+        negative_ttl=mount_options.negative_ttl,
+        stale_wait=0.5,
+        hidden_name=is_temporary_name,
+    )
+    reader = Reader(memory_limit=8 * 1024 * 1024, max_window=1024 * 1024)
+    with MtimeStore.in_cache_dir(tmp_path / "cache") as mtimes:
+        writer = Writer(client, tmp_path / "cache" / "staging", mtimes=mtimes, retry=NO_BACKGROUND_RETRIES)
+        operations = Operations(tree, reader, mount_options, writer=writer)
+        async with client, tree, reader, writer:
+            try:
+                yield operations, tree, writer
+            finally:
+                await operations.close_all()

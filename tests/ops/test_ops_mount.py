@@ -157,10 +157,6 @@ def test_mount_command_finds_helper(tmp_path, emulator):
     helper_mount_and_umount(tmp_path, emulator, ["mount", "-t", "fuse.pmzfs"])
 
 
-@pytest.mark.xfail(
-    reason="the mount's status callable does not report uploads, and writes are not wired in yet",
-    strict=True,
-)
 def test_status_reports_failed_upload(tmp_path, emulator, expected_errors):
     emulator.options.upload_failure = "http_500"
     mountpoint = tmp_path / "mnt"
