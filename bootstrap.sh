@@ -59,6 +59,15 @@ install_python_packages() {
     fi
 }
 
+install_fstab_helper() {
+    # mount(8) runs /sbin/mount.fuse.pmzfs for fstab lines of type fuse.pmzfs.
+    # A working link, perhaps to another installation, is left alone.
+    helper=/sbin/mount.fuse.pmzfs
+    if [ "$(id -u)" -eq 0 ] && [ ! -e "$helper" ]; then
+        ln -sf "$PWD/.venv/bin/mount.pmzfs" "$helper"
+    fi
+}
+
 [ $# -ge 1 ] || usage
 command=$1
 shift
@@ -67,6 +76,7 @@ case "$command" in
     demo)
         install_system_packages $PACKAGES
         install_python_packages
+        install_fstab_helper
         mountpoint=${1:-/tmp/pmzfs-demo}
         mkdir -p "$mountpoint"
         exec .venv/bin/pmzfs demo "$mountpoint"
@@ -74,6 +84,7 @@ case "$command" in
     test)
         install_system_packages $PACKAGES
         install_python_packages
+        install_fstab_helper
         exec .venv/bin/python -m pytest "$@"
         ;;
     bench)
