@@ -15,10 +15,7 @@ import pytest
 # The real-mount helpers of tests/mount, shared rather than copied.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mount"))
 from fusemount import Mounter, fuse_unavailable_reason, running_emulator  # noqa: E402
-
-# Options every write test mounts with: no pacing of API calls, so a test's
-# time goes into the work it checks.
-FAST_MOUNT_OPTIONS = ("--api-rate", "1000")
+from write_testing import FAST_MOUNT_OPTIONS  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,6 +13,7 @@ import stat
 
 import pytest
 from fusemount import run
+from write_testing import FAST_MOUNT_OPTIONS
 
 pytestmark = pytest.mark.mount
 
@@ -212,8 +213,6 @@ def test_times_kept_and_modes_accepted(emulator, mounted):
 
 
 def test_times_survive_remount(emulator, mount):
-    from conftest import FAST_MOUNT_OPTIONS
-
     emulator.state.add_file(emulator.root_id, "a.txt", b"abc")
     first = mount(emulator, *FAST_MOUNT_OPTIONS)
     os.utime(first.path / "a.txt", ns=(0, 1_300_000_000_000_000_000))
@@ -235,8 +234,6 @@ def test_unsupported_objects(emulator, mounted):
 
 
 def test_read_only_mount_erofs(emulator, mount):
-    from conftest import FAST_MOUNT_OPTIONS
-
     emulator.state.add_file(emulator.root_id, "a.txt", b"x")
     emulator.state.create_folder(emulator.root_id, "dir")
     mounted = mount(emulator, *FAST_MOUNT_OPTIONS, "--read-only")
