@@ -260,3 +260,22 @@ def test_unicode_and_slash_names(emulator, mounted):
     assert names_on_service(emulator, emulator.root_id) == ["Ünïcödé 日本.mp3"]
     (mounted.path / "a\u2215b.txt").write_bytes(b"real division slash")
     assert content_on_service(emulator, "a\u2215b.txt") == b"real division slash"
+
+
+def test_suffixed_twin_takes_freed_name(emulator, mounted):
+    if not emulator.options.duplicate_names:
+        pytest.skip("two entries with one name need a service that allows duplicate names")
+    emulator.state.add_file(emulator.root_id, "twin.txt", b"1")
+    emulator.state.add_file(emulator.root_id, "twin.txt", b"22")
+    names = sorted(os.listdir(mounted.path))
+    suffixed = [name for name in names if name != "twin.txt"][0]
+    kept_size = os.stat(mounted.path / suffixed).st_size
+
+    os.unlink(mounted.path / "twin.txt")
+
+    # The kernel forgets the suffixed name at once instead of after the
+    # listing's time to live, because the entry behind it now has the plain name.
+    assert os.listdir(mounted.path) == ["twin.txt"]
+    assert errno_of(os.stat, mounted.path / suffixed) == errno.ENOENT
+    assert os.stat(mounted.path / "twin.txt").st_size == kept_size
+    assert len(emulator.state.children(emulator.root_id)) == 1
