@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", type=_names(SCENARIOS, "scenario"), action="extend",
                         help=f"comma-separated scenarios to run (default: all of {', '.join(SCENARIOS)})")
     parser.add_argument("--only", type=_names(MEASURES, "measure"), action="extend",
-                        help=f"comma-separated measures to run (default: all of {', '.join(MEASURES)})")
+                        help="comma-separated measures to run in every selected scenario (default: each of "
+                        f"{', '.join(MEASURES)} in its own default scenarios)")
     parser.add_argument("--system", type=_names(SYSTEMS, "system"), action="extend",
                         help=f"comma-separated systems to measure (default: all of {', '.join(SYSTEMS)})")
     parser.add_argument("--size", type=parse_size, help="bytes of the file that the sequential read streams (default 1G; 16M with --quick)")
@@ -141,9 +142,13 @@ def run_measures(context: Context, subject: Subject, measures: list[str], logs: 
 
 
 def run_scenario(
-    context: Context, systems: list[str], measures: list[str], logs: Path, profile: bool = False
+    context: Context, systems: list[str], measures: list[str], logs: Path, *, explicit: bool = False, profile: bool = False
 ) -> dict[str, dict[str, dict]]:
-    """Run every selected measure on every system in one scenario."""
+    """Run every selected measure on every system in one scenario.
+
+    A measure runs only in its default scenarios unless ``explicit`` (the
+    measures were named with --only).
+    """
     scenario = context.scenario
     context.server.configure(scenario)
     by_measure: dict[str, dict[str, dict]] = {}
@@ -151,7 +156,7 @@ def run_scenario(
         wanted = [
             name for name in measures
             if system in MEASURES[name].systems
-            and (MEASURES[name].scenarios is None or scenario.name in MEASURES[name].scenarios)
+            and (explicit or MEASURES[name].scenarios is None or scenario.name in MEASURES[name].scenarios)
         ]
         if not wanted:
             continue
@@ -197,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in scenarios:
                 context = Context(sizes=sizes, scenario=SCENARIOS[name], server=server, work_dir=work_dir)
-                results[name] = run_scenario(context, systems, measures, logs, args.profile)
+                results[name] = run_scenario(
+                    context, systems, measures, logs, explicit=args.only is not None, profile=args.profile
+                )
         finally:
             server.close()
     except BenchError as exc:

@@ -73,6 +73,9 @@ class Sizes:
     mixed_seconds: float = 20.0
     # Seconds any one measure of one target may take before it is stopped.
     measure_deadline: float = 600.0
+    # Seconds the untimed set-up of a measure may take: the first rsync of
+    # the rsync files into the mount, about 0.6 s per file at 40 ms RTT.
+    setup_deadline: float = 1800.0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -101,4 +104,5 @@ QUICK_SIZES = Sizes(
     amplification_reads=4,
     mixed_seconds=2.0,
     measure_deadline=60.0,
+    setup_deadline=120.0,
 )

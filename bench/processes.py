@@ -1,8 +1,9 @@
 """Start and stop the processes and mounts of a run, always by PID.
 
-Every process the harness starts goes through ``start_process`` and every
-mount through ``pmzfs_mount`` or ``rclone_mount``; their ``finally`` blocks
-unmount the mountpoint they made and end the process they started.
+Every process the harness starts goes through ``start_process``, and every
+mount through ``pmzfs_mount`` or ``rclone_mount``. The ``finally`` blocks of
+the mount helpers unmount the mountpoint they made and end the process
+they started.
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def start_process(argv: list[str], *, log_path: Path, env: dict[str, str] | None
             env=env,
             **kwargs,
         )
+
+
+def run_command(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a command to completion with captured text output, within ``timeout`` seconds.
+
+    The command gets its own process group, and on timeout the whole group
+    is killed, so that helpers it forked (rsync forks two) stop with it.
+    Raises ``subprocess.TimeoutExpired`` after the kill.
+    """
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
 def stop_process(process: subprocess.Popen, grace: float = STOP_GRACE) -> None:

@@ -119,6 +119,8 @@ ROWS = (
     Row("find", "find over the tree, cold",
         lambda r: f"{_number(r['seconds'], 2)} s, {r['folder_list_calls'] + r['index_pages']} lists"
         + (f" + {r['link_requests']} HEAD" if r["link_requests"] else "")),
+    Row("rsync", "first rsync -a of the files: s, API calls, uploads",
+        lambda r: f"{_number(r['first_sync_seconds'], 1)} s, {r['first_sync_api_calls']}, {r['first_sync_uploads']}"),
     Row("rsync", "no-op rsync -a: s, API calls, uploads",
         lambda r: f"{_number(r['seconds'], 2)} s, {r['api_calls']}, {r['uploads']}"),
     Row("memory", "peak RSS, MB (streaming + random readers)", lambda r: _number(r["peak_rss_mb"])),

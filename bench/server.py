@@ -15,10 +15,10 @@ writes one JSON reply line to stdout, until stdin closes:
 
 rclone's http backend reads a tree of HTML pages of links, which the
 premiumize API does not have. ``BenchRequestHandler`` adds it under
-``/bench-http/``: a folder answers a page of links after the API latency,
-like a ``folder/list`` call, and a file goes through the emulator's own
-file-link code, so rclone meets the same round trips, rate cap and byte
-counters as pmzfs and curl.
+``/bench-http/``. A folder request returns a page of links after the API
+latency, like a ``folder/list`` call. A file request goes through the
+emulator's own file-link code, so rclone meets the same round trips, rate
+cap and byte counters as pmzfs and curl.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 QUICK_STREAM_SIZE = 16 * 1024 * 1024
 QUICK_LISTING_FILES = 200
 QUICK_TREE_FILES = 10 * 5
+QUICK_RSYNC_FILES = 20
+MEASURES = ("ls", "find", "ttfb-open", "ttfb-seek", "sequential", "amplification", "random", "ffprobe", "rsync", "memory")
 
 
 def _missing_requirement() -> str | None:
@@ -44,8 +46,9 @@ def quick_run(tmp_path_factory):
     systems = ["direct", "pmzfs"] + (["rclone"] if shutil.which("rclone") else [])
     work = tmp_path_factory.mktemp("bench")
     output = work / "results.json"
+    # Naming every measure runs each of them in loopback, the rsync one too.
     command = [
-        sys.executable, "-m", "bench", "--quick", "--scenario", "loopback",
+        sys.executable, "-m", "bench", "--quick", "--scenario", "loopback", "--only", ",".join(MEASURES),
         "--system", ",".join(systems), "--work-dir", str(work / "work"), "--output", str(output),
     ]
     result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=240)
@@ -64,7 +67,7 @@ def test_quick_run_records_every_measure(quick_run):
         if "error" in outcome
     ]
     assert errors == []
-    for measure in ("ls", "find", "ttfb-open", "ttfb-seek", "sequential", "amplification", "random", "ffprobe", "memory"):
+    for measure in MEASURES:
         assert "pmzfs" in results[measure], measure
 
 
@@ -95,3 +98,12 @@ def test_quick_run_checks_targets(quick_run):
     statuses = {verdict["status"] for verdict in document["targets"]}
     assert statuses <= {"holds", "fails", "not measured"}
     assert any(verdict["measure"] == "ffprobe" for verdict in document["targets"])
+
+
+def test_quick_run_rsync_is_noop(quick_run):
+    document, _ = quick_run
+    rsync = document["results"]["loopback"]["rsync"]["pmzfs"]
+    if "skipped" in rsync:
+        pytest.skip(f"the mount is not writable: {rsync['skipped']}")
+    assert rsync["first_sync_uploads"] == QUICK_RSYNC_FILES
+    assert rsync["uploads"] == 0
