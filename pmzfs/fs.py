@@ -157,21 +157,10 @@ class Operations(pyfuse3.Operations):
             attributes.st_size = 0
         else:
             attributes.st_mode = self._file_mode
-            attributes.st_size = node.size
-            staged = self._namespace.staged_for(node) if self._namespace is not None else None
-            if staged is not None:
-                # The staged content is newer than the listing, and changes
-                # with every write, so the kernel must not cache it.
-                attributes.st_size = staged.size
-                timeout = 0.0
-            if staged is not None and staged.mtime_ns is not None:
-                time_ns = staged.mtime_ns
-            elif self._writer is not None and self._writer.mtimes is not None:
-                stored = self._writer.mtimes.get(node.id, node.size)
-                if stored is not None:
-                    time_ns = stored
+            attributes.st_size, time_ns, timeout = self._file_state(node, time_ns, timeout)
         attributes.entry_timeout = timeout
         attributes.attr_timeout = timeout
+
         # Folders get 1 link as well, so GNU find does not count subfolders
         # from st_nlink (its leaf optimisation) and lists every folder.
         attributes.st_nlink = 1
@@ -184,6 +173,26 @@ class Operations(pyfuse3.Operations):
         attributes.st_mtime_ns = time_ns
         attributes.st_ctime_ns = time_ns
         return attributes
+
+    def _file_state(self, node: Node, time_ns: int, timeout: float) -> tuple[int, int, float]:
+        """Return the size, modification time and cache timeout of file ``node``.
+
+        A staged version is newer than the listing and changes with every
+        write, so its size counts and the kernel must not cache it.  A
+        time set through the mount counts while the file keeps its id and size.
+        """
+        staged = self._namespace.staged_for(node) if self._namespace is not None else None
+        size = node.size
+        if staged is not None:
+            size = staged.size
+            timeout = 0.0
+        if staged is not None and staged.mtime_ns is not None:
+            time_ns = staged.mtime_ns
+        elif self._writer is not None and self._writer.mtimes is not None:
+            stored = self._writer.mtimes.get(node.id, node.size)
+            if stored is not None:
+                time_ns = stored
+        return size, time_ns, timeout
 
     def _require_writer(self) -> tuple[Writer, Namespace]:
         if self._writer is None or self._namespace is None:
@@ -215,9 +224,9 @@ class Operations(pyfuse3.Operations):
         return text
 
     def _invalidate_entry(self, folder_inode: int, name: bytes) -> None:
-        # Called from inside handlers; invalidate_entry_async sends the
-        # notification from pyfuse3's own thread once the kernel may take
-        # it, because a direct invalidate_entry could wait for this very handler.
+        # Called from inside handlers, where invalidate_entry could wait for
+        # the very handler that calls it.  invalidate_entry_async sends the
+        # notification from pyfuse3's own thread once the handler is done.
         if self.kernel_notifications:
             pyfuse3.invalidate_entry_async(folder_inode, name, ignore_enoent=True)
 
@@ -257,7 +266,7 @@ class Operations(pyfuse3.Operations):
         return {"pending": pending, "failed": failed, "bytes_staged": status.bytes_staged}
 
     def _upload_path(self, folder_id: str, name: str) -> str:
-        """Return the path in the mount of file ``name`` in ``folder_id``, as far as the tree knows it."""
+        """Return the path in the mount of file ``name`` in ``folder_id``, or the folder id when the tree has no node for it."""
         folder = self._tree.find(True, folder_id)
         if folder is None:
             return f"(folder {folder_id})/{name}"

@@ -359,7 +359,9 @@ async def _handle_signals(shutdown: _Shutdown, task_status: trio.TaskStatus[None
                     "received %s; still waiting up to %.0f s for pending uploads, then the next mount resumes the rest",
                     name, max(0.0, shutdown.uploads_deadline - trio.current_time()),
                 )
-            elif shutdown.signalled or not shutdown.session_open:
+            elif not shutdown.session_open:
+                log.info("received %s; the filesystem is unmounted already and pmzfs exits soon", name)
+            elif shutdown.signalled:
                 log.info("received %s again; still unmounting", name)
             else:
                 log.info("received %s; unmounting", name)

@@ -212,7 +212,11 @@ class Namespace:
             target_staged = self.staged_for(target)
             if target_staged is not None:
                 # Its pending upload must not bring the old content back later.
+                # NOTE: this deletes the target's service copy before the source
+                # moves in, so a move that then fails loses the target.
                 await self._writer.unlink(target_staged)
+            if target_staged is not None or staging_id_of(target.id) is not None:
+                # The target is gone from the service, or was never on it.
                 self._tree.remove_entry(target)
                 target = None
         await self._move(source, folder, name, target)

@@ -622,7 +622,7 @@ class Tree:
 
         Entries with hidden names are left out and local entries added.
         ``touched`` contains the edits this mount made while the call ran: they
-        are newer than the response, so they replace what it says about
+        are newer than the response, so they replace what it reports about
         those entries.
         """
         if folder is self.root and not folder.id:
