@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import random
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,3 +130,38 @@ def test_status_shows_failed_upload(emulator, mount, tmp_path):
     assert failed[0]["attempts"] >= 1
     assert report["api"]["calls"] > 0
     assert report["api"]["errors_by_code"]["account_limit_reached"] >= 1
+
+
+def test_systemd_told_of_stop(emulator, mount, monkeypatch):
+    # A unix socket path must fit in 107 bytes, which tmp_path can exceed.
+    directory = Path(tempfile.mkdtemp(prefix="pmzfs-notify-", dir="/tmp"))
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify_socket:
+            notify_socket.bind(str(directory / "notify"))
+            monkeypatch.setenv("NOTIFY_SOCKET", str(directory / "notify"))
+            mounted = mount(emulator, *FAST_MOUNT_OPTIONS)
+            emulator.options.space_limit = 100
+            with pytest.raises(OSError):
+                with open(mounted.path / "later.bin", "wb") as file:
+                    file.write(b"y" * 1000)
+            emulator.options.space_limit = None
+            emulator.options.api_latency = 0.3
+
+            exit_code = mounted.send_signal(signal.SIGTERM)
+            notify_socket.setblocking(False)
+            messages = []
+            while True:
+                try:
+                    messages.append(notify_socket.recv(4096).decode())
+                except BlockingIOError:
+                    break
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    assert exit_code == 0, mounted.stderr()
+    lines = [line for message in messages for line in message.splitlines()]
+    assert "READY=1" in lines
+    assert "STOPPING=1" in lines
+    assert "EXTEND_TIMEOUT_USEC=30000000" in lines
+    assert lines.index("STOPPING=1") < lines.index("EXTEND_TIMEOUT_USEC=30000000")
+    assert emulator.state.find("later.bin") is not None
