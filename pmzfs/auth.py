@@ -121,11 +121,18 @@ def read_key_file(path: Path) -> str:
     return key
 
 
-def load_token(path: Path) -> Credential | None:
+def same_api_url(first: str, second: str) -> bool:
+    """Return whether two API base URLs name the same service."""
+    return first.strip().rstrip("/").lower() == second.strip().rstrip("/").lower()
+
+
+def load_token(path: Path, api_url: str | None = None) -> Credential | None:
     """Return the access token stored by ``pmzfs login`` in ``path``, or None if there is none.
 
     Raises ``CredentialError`` when the file is unreadable, malformed or
-    records that the token has expired.
+    records that the token has expired, and when ``api_url`` is given and
+    differs from the URL that issued the token: a token from a local
+    emulator must never be sent to the real service, nor the reverse.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -143,6 +150,12 @@ def load_token(path: Path) -> Credential | None:
     if not isinstance(token, str) or not token.strip():
         raise CredentialError(f"the stored login token {path} is empty; run `pmzfs login`")
     redact.register_secret(token)
+    issued_by = data.get("api_url")
+    if api_url is not None and isinstance(issued_by, str) and not same_api_url(issued_by, api_url):
+        raise CredentialError(
+            f"the login token in {path} was issued by {issued_by}, not {api_url}; "
+            f"run `pmzfs login --api-url {api_url}`, or pass --api-url {issued_by}"
+        )
     _warn_if_readable_by_others(path, "login token file")
     expires_at = data.get("expires_at")
     if isinstance(expires_at, (int, float)) and expires_at < time.time():
@@ -200,12 +213,16 @@ def resolve_credential(
     api_key_file: str | os.PathLike | None = None,
     config_api_key: str | None = None,
     env: Mapping[str, str] = os.environ,
+    *,
+    api_url: str | None = None,
 ) -> Credential:
     """Return the credential from the highest source that has one.
 
     Sources, highest first: ``api_key_file``, the ``PMZFS_API_KEY``
     environment variable, ``config_api_key`` (the config file's
-    ``api_key``), the token stored by ``pmzfs login``.  Raises
+    ``api_key``), the token stored by ``pmzfs login``.  The stored token is
+    used only for the ``api_url`` that issued it (None skips that check,
+    which only tests should do).  Raises
     ``CredentialError`` with a message saying how to provide one when no
     source has one or the chosen source is unusable.
     """
@@ -223,7 +240,7 @@ def resolve_credential(
     if config_api_key is not None and config_api_key.strip():
         return Credential(config_api_key.strip(), "the config file's api_key setting")
 
-    stored = load_token(token_path(env))
+    stored = load_token(token_path(env), api_url)
     if stored is not None:
         return stored
     raise CredentialError(f"no API key or login token found; {HOW_TO_PROVIDE}")

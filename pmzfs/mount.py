@@ -166,7 +166,9 @@ def fuse_mount_options(options: MountOptions) -> set[str]:
 def resolve(options: MountOptions, config_api_key: str | None) -> Credential:
     """Return the credential for the mount; raises ``CommandError`` when there is none."""
     try:
-        return resolve_credential(api_key_file=options.api_key_file, config_api_key=config_api_key)
+        return resolve_credential(
+            api_key_file=options.api_key_file, config_api_key=config_api_key, api_url=options.api_url
+        )
     except CredentialError as exc:
         raise CommandError(str(exc)) from None
 

@@ -219,7 +219,7 @@ def run_account(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -
         args.api_url = config_url
     url = _api_url(args, env)
     try:
-        credential = auth.resolve_credential(args.api_key_file or config_key_file, config_key, env)
+        credential = auth.resolve_credential(args.api_key_file or config_key_file, config_key, env, api_url=url)
     except auth.CredentialError as exc:
         raise CommandError(str(exc)) from None
 

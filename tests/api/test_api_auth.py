@@ -232,3 +232,11 @@ def test_config_dir_uses_xdg(config_home):
     assert auth.config_dir(config_home) == auth.token_path(config_home).parent
     assert str(auth.config_dir(config_home)).startswith(config_home["XDG_CONFIG_HOME"])
     assert os.path.basename(auth.token_path(config_home)) == "token.json"
+
+
+def test_token_used_only_for_its_api_url(config_home):
+    store(config_home)
+    credential = auth.resolve_credential(None, None, config_home, api_url=BASE_URL + "/")
+    assert credential.kind == "access_token"
+    with pytest.raises(auth.CredentialError, match=f"issued by {BASE_URL}, not https://www.premiumize.me"):
+        auth.resolve_credential(None, None, config_home, api_url="https://www.premiumize.me")
