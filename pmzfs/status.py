@@ -430,7 +430,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
-_KNOWN_KEYS = {"mountpoint", "pid", "version", "started_at", "uptime_seconds", "uploads", "readahead", "cache", "api"}
+_KNOWN_KEYS = {
+    "mountpoint",
+    "pid",
+    "version",
+    "started_at",
+    "uptime_seconds",
+    "uploads",
+    "readahead",
+    "cache",
+    "api",
+    "open_files",
+    "open_directories",
+}
 
 
 def format_status(report: Mapping[str, Any]) -> str:
@@ -442,6 +454,10 @@ def format_status(report: Mapping[str, Any]) -> str:
     lines.extend(_format_api(report.get("api")))
     lines.extend(_format_cache(report.get("cache")))
     lines.extend(_format_readahead(report.get("readahead")))
+    if "open_files" in report or "open_directories" in report:
+        lines.append(
+            f"{'Open:':<13}{report.get('open_files', 0)} files, {report.get('open_directories', 0)} folders"
+        )
     lines.extend(_format_uploads(report.get("uploads")))
     for key in sorted(set(report) - _KNOWN_KEYS):
         lines.append(f"{key + ':':<13}{json.dumps(report[key], default=str)}")
@@ -461,9 +477,13 @@ def _format_api(api: Any) -> list[str]:
 def _format_cache(cache: Any) -> list[str]:
     if not isinstance(cache, Mapping):
         return []
-    parts = [f"{cache.get('entries', 0)} entries"]
-    parts.extend(f"{key} {value}" for key, value in cache.items() if key != "entries")
-    return [f"{'Cache:':<13}{', '.join(parts)}"]
+    text = f"{cache.get('entries', 0)} entries"
+    if "listings" in cache:
+        text += f" in {cache['listings']} folder listings"
+    if "nodes" in cache:
+        text += f", {cache['nodes']} inodes known"
+    others = [f"{key} {value}" for key, value in cache.items() if key not in ("entries", "listings", "nodes")]
+    return [f"{'Cache:':<13}{', '.join([text, *others])}"]
 
 
 def _format_readahead(readahead: Any) -> list[str]:
