@@ -88,7 +88,7 @@ def _warn_if_readable_by_others(path: Path, description: str) -> None:
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s %s is readable by group or others; run: chmod 600 %s", description, path, path)
+        log.warning("warning: %s %s is readable by group or others; run: chmod 600 %s", description, path, path)
 
 
 def read_key_file(path: Path) -> str:

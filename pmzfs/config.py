@@ -252,7 +252,7 @@ class OptionSpec:
 
 OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("api_url", parse_url, "URL", "base URL of the premiumize API"),
-    OptionSpec("api_key_file", parse_path, "FILE", "file whose first line is the API key", is_path=True, unset_text="none, so PMZFS_API_KEY, the config file's api_key or the token of pmzfs login is used"),
+    OptionSpec("api_key_file", parse_path, "FILE", "file that contains only the API key", is_path=True, unset_text="none, so PMZFS_API_KEY, the config file's api_key or the token of pmzfs login is used"),
     OptionSpec("cache_dir", parse_path, "DIR", "folder for staged uploads and state kept across restarts", is_path=True),
     OptionSpec("dir_cache_ttl", parse_seconds, "SECONDS", "seconds a folder listing is trusted before it is fetched again"),
     OptionSpec("negative_ttl", parse_seconds, "SECONDS", "seconds a name that was not found stays remembered as missing"),
