@@ -115,7 +115,7 @@ def test_readable_key_file_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pmzfs.auth"):
         assert auth.read_key_file(key_file) == "file-key-123456"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [f"API key file {key_file} is readable by group or others; run: chmod 600 {key_file}"]
+    assert warnings == [f"warning: API key file {key_file} is readable by group or others; run: chmod 600 {key_file}"]
 
 
 def test_private_key_file_no_warning(tmp_path, caplog):

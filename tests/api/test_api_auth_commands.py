@@ -170,7 +170,7 @@ def test_account_rejected_key_file(env, tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"pmzfs: API key file {key_file} is readable by group or others; run: chmod 600 {key_file}",
+        f"pmzfs: warning: API key file {key_file} is readable by group or others; run: chmod 600 {key_file}",
         f"pmzfs: the API key from the API key file {key_file} was rejected (authentication_failed); "
         "check it or run `pmzfs login`",
     ]
