@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import NO_BACKGROUND_RETRIES
+from writer_testing import NO_BACKGROUND_RETRIES
 
 from pmzfs.mtimes import MTIMES_FILENAME, MtimeStore
 from pmzfs.writer import WriteError, Writer

@@ -7,7 +7,7 @@ import errno
 import time
 
 import pytest
-from conftest import files_named, folder_names, only_file, staged_data_files
+from writer_testing import files_named, folder_names, only_file, staged_data_files
 
 from pmzfs.writer import WriteError
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NO_BACKGROUND_RETRIES, folder_names, only_file, staged_data_files, wait_until
+from writer_testing import NO_BACKGROUND_RETRIES, folder_names, only_file, staged_data_files, wait_until
 from crash_child import pattern
 
 from pmzfs.writer import StagingLocked, Writer, is_temporary_name

@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 import trio
-from conftest import (
+from writer_testing import (
     QUICK_RETRIES,
     files_named,
     folder_names,
