@@ -21,7 +21,7 @@ import trio
 
 from pmzfs import redact
 from pmzfs.api.client import PremiumizeClient
-from pmzfs.api.errors import APIError, OAuthError
+from pmzfs.api.errors import APIError, OAuthError, TransportError
 from pmzfs.api.models import AccessToken
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ CLIENT_ID_ENV = "PMZFS_CLIENT_ID"
 DEFAULT_CLIENT_ID = "pmzfs"
 
 TOKEN_FILE_NAME = "token.json"
+
+API_URL_ENV = "PMZFS_API_URL"
 
 HOW_TO_PROVIDE = "run `pmzfs login`, set PMZFS_API_KEY, or pass --api-key-file FILE"
 
@@ -289,3 +291,21 @@ async def device_login(
             log.warning("polling for the login token failed (%s); trying again in %d s", exc, interval)
         if trio.current_time() >= deadline:
             raise LoginError("the code expired before it was entered; run `pmzfs login` again for a new code")
+
+
+def rejected_credential_message(credential: Credential, code: str) -> str:
+    """Return the one-line error for a credential the service rejected with ``code``."""
+    if credential.kind == "access_token":
+        return f"the access token from {credential.source} was rejected ({code}); run `pmzfs login` again"
+    source = credential.source
+    if source.startswith("the ") and source.endswith(" environment variable"):
+        source = source[len("the ") : -len(" environment variable")]
+    return f"the API key from {source} was rejected ({code}); check it or run `pmzfs login`"
+
+
+def connection_failed_message(exc: TransportError, url: str) -> str:
+    """Return the one-line error for a request to ``url`` that failed below HTTP."""
+    reason = exc.reason or "connection failed"
+    if not exc.maybe_applied:
+        return f"could not connect to {url} ({reason}); check --api-url or {API_URL_ENV} and the network"
+    return f"the connection to {url} failed ({reason}); try again"

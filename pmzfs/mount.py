@@ -31,9 +31,15 @@ import pyfuse3
 import trio
 
 from pmzfs.api.client import PremiumizeClient
-from pmzfs.api.errors import APIError, AuthenticationFailed, UnknownError
+from pmzfs.api.errors import APIError, AuthenticationFailed, TransportError, UnknownError
 from pmzfs.api.models import AccountInfo
-from pmzfs.auth import Credential, CredentialError, resolve_credential
+from pmzfs.auth import (
+    Credential,
+    CredentialError,
+    connection_failed_message,
+    rejected_credential_message,
+    resolve_credential,
+)
 from pmzfs.cli import EXIT_FAILURE, EXIT_OK, CommandError
 from pmzfs.fs import Operations
 from pmzfs.mtimes import MtimeStore
@@ -192,14 +198,12 @@ async def check_account(client: PremiumizeClient, credential: Credential, api_ur
     try:
         with _quiet_api_retries(verbose):
             return await client.account_info()
-    except AuthenticationFailed:
-        what = "access token" if credential.kind == "access_token" else "API key"
-        raise CommandError(
-            f"the API at {api_url} rejected the {what} from {credential.source} (authentication failed);"
-            " check the key, or run `pmzfs login` again"
-        ) from None
+    except AuthenticationFailed as exc:
+        raise CommandError(rejected_credential_message(credential, exc.code)) from None
+    except TransportError as exc:
+        raise CommandError(connection_failed_message(exc, api_url)) from None
     except UnknownError as exc:
-        raise CommandError(f"cannot reach the API at {api_url}: {exc}; check --api-url and the network") from None
+        raise CommandError(f"the API at {api_url} failed ({exc}); try again later, or check --api-url") from None
     except APIError as exc:
         raise CommandError(f"account/info at {api_url} failed: {exc}") from None
 

@@ -20,7 +20,7 @@ from pmzfs.cli import EXIT_OK, EXIT_USAGE, CommandError
 
 log = logging.getLogger(__name__)
 
-API_URL_ENV = "PMZFS_API_URL"
+API_URL_ENV = auth.API_URL_ENV
 
 # A one-shot command gives up sooner than a mount: a person is waiting.
 COMMAND_RETRY = RetryPolicy(max_attempts=3, rate_limit_attempts=5, max_elapsed=20.0, max_delay=4.0)
@@ -102,13 +102,6 @@ def _api_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return url
 
 
-def _connection_message(exc: TransportError, url: str) -> str:
-    reason = exc.reason or "connection failed"
-    if not exc.maybe_applied:
-        return f"could not connect to {url} ({reason}); check --api-url or {API_URL_ENV} and the network"
-    return f"the connection to {url} failed ({reason}); try again"
-
-
 # ----------------------------------------------------------------------
 # login / logout
 
@@ -130,7 +123,7 @@ def run_login(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> 
     except auth.LoginError as exc:
         raise CommandError(f"login failed: {exc}") from None
     except TransportError as exc:
-        raise CommandError(_connection_message(exc, url)) from None
+        raise CommandError(auth.connection_failed_message(exc, url)) from None
     except APIError as exc:
         raise CommandError(f"login failed: {exc}; check --api-url and --client-id") from None
     except OSError as exc:
@@ -190,15 +183,6 @@ def format_account(info: AccountInfo) -> str:
     return "\n".join(f"{label + ':':<15}{value}" for label, value in rows)
 
 
-def _rejected_message(credential: auth.Credential, exc: APIError) -> str:
-    if credential.kind == "access_token":
-        return f"the access token from {credential.source} was rejected ({exc.code}); run `pmzfs login` again"
-    source = credential.source
-    if source.startswith("the ") and source.endswith(" environment variable"):
-        source = source[len("the "):-len(" environment variable")]
-    return f"the API key from {source} was rejected ({exc.code}); check it or run `pmzfs login`"
-
-
 def _config_settings(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
     """Return the config file's api_key, api_url and api_key_file, as far as they are set."""
     try:
@@ -230,9 +214,9 @@ def run_account(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -
     try:
         info = trio.run(fetch)
     except (AuthenticationFailed, PermissionDenied) as exc:
-        raise CommandError(_rejected_message(credential, exc)) from None
+        raise CommandError(auth.rejected_credential_message(credential, exc.code)) from None
     except TransportError as exc:
-        raise CommandError(_connection_message(exc, url)) from None
+        raise CommandError(auth.connection_failed_message(exc, url)) from None
     except UnexpectedRedirect as exc:
         raise CommandError(str(exc.message)) from None
     except APIError as exc:

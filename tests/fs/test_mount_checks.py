@@ -71,6 +71,7 @@ async def test_rejected_key_one_line(emulator):
     assert "wrong-key-123" not in message
     assert "API key" in message
     assert "PMZFS_API_KEY" in message
+    assert "was rejected (authentication_failed)" in message
     assert "\n" not in message
 
 
@@ -82,5 +83,7 @@ async def test_unreachable_api_names_url():
     async with PremiumizeClient(url, credential, retry=FAST_RETRY) as client:
         with pytest.raises(CommandError) as info:
             await check_account(client, credential, url, verbose=False)
-    assert url in str(info.value)
-    assert "cannot reach" in str(info.value)
+    message = str(info.value)
+    assert message.count(url) == 1
+    assert message.startswith(f"could not connect to {url} (")
+    assert "check --api-url" in message
