@@ -222,8 +222,8 @@ def setup_logging(
 
     ``verbose`` logs DEBUG from pmzfs, otherwise INFO. httpx and httpcore
     log WARNING only, even with ``verbose``, because their INFO line per
-    request carries the whole file link, whose path grants access to the
-    file; pmzfs's own DEBUG lines name the endpoint or file id instead.
+    request carries the whole file link, and a link's path grants access to
+    the file. pmzfs's own DEBUG lines name the endpoint or file id instead.
     ``foreground`` False means the process has no terminal: its output goes
     to syslog unless stderr is the journal. ``stream`` (default
     ``sys.stderr``) and ``env`` (default ``os.environ``) exist for tests.

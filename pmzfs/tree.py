@@ -65,8 +65,8 @@ STALE_RETRY_MAX = 60.0
 STALE_WAIT_AFTER_FAILURE = 0.5
 """Seconds a lookup waits for a refresh when the previous refresh failed.
 
-Long enough for a quick answer once the service is back, short enough that
-a ``find`` over many folders during an outage is not slowed much."""
+Long enough for a quick response once the service is back, short enough
+that a ``find`` over many folders during an outage is not slowed much."""
 
 ACCOUNT_INFO_TTL = 60.0
 """Seconds an ``account/info`` response is trusted (only ``statfs`` uses it)."""
