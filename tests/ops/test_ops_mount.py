@@ -99,7 +99,7 @@ def test_no_ready_when_credential_rejected(tmp_path, short_tmp, emulator):
         with pytest.raises(BlockingIOError):
             notify_socket.recv(4096)
     assert returncode == 1
-    assert "authentication failed" in mount.stderr()
+    assert "was rejected (authentication_failed)" in mount.stderr()
 
 
 def wait_for_exit(pid: int, deadline: float) -> bool:
