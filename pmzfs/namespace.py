@@ -211,12 +211,12 @@ class Namespace:
         elif target is not None:
             target_staged = self.staged_for(target)
             if target_staged is not None:
-                # Its pending upload must not bring the old content back later.
-                # NOTE: this deletes the target's service copy before the source
-                # moves in, so a move that then fails loses the target.
-                await self._writer.unlink(target_staged)
-            if target_staged is not None or staging_id_of(target.id) is not None:
-                # The target is gone from the service, or was never on it.
+                # Its pending upload must not bring the old content back
+                # later. The service copy stays until the move below has put
+                # the source in its place, so a failed move loses nothing.
+                await self._writer.discard(target_staged)
+            if staging_id_of(target.id) is not None:
+                # The target was never on the service.
                 self._tree.remove_entry(target)
                 target = None
         await self._move(source, folder, name, target)

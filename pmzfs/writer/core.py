@@ -382,13 +382,17 @@ class Writer:
         ``folder/paste`` and ``item/rename``, or the replace procedure when
         ``replaces`` is given.  A new file that is not on the service yet
         only changes its target, and its upload will replace ``replaces``.
-        A staged version of ``replaces`` or of a staged new file at the
-        target name is deleted first, as a rename over it deletes it.
+        A staged version of ``replaces`` is discarded first, as a rename over
+        it deletes it, but its service copy stays until the replace procedure
+        has moved the source into place.  A staged new file at the target
+        name is deleted.
         """
         target = self.find(replaces.id) if replaces is not None else self.find_new(folder_id, name)
         if target is not None and target is not staged:
-            await self.unlink(target)
-            replaces = None
+            if replaces is None:
+                await self.unlink(target)
+            else:
+                await self.discard(target)
         async with staged.lock:
             manifest = staged.manifest
             try:
@@ -438,23 +442,35 @@ class Writer:
                     raise WriteError(errno_for(exc), f"deleting {staged.name!r} failed: {exc}") from exc
                 if self.mtimes is not None:
                     self.mtimes.forget(manifest.replaces_id)
-            staged.discarded = True
-            if manifest.state == UPLOADED and manifest.uploaded_id is not None:
-                await self._uploader.delete(manifest.folder_id, manifest.uploaded_id, manifest.upload_name or "")
-            elif manifest.state in (READY, FAILED) and manifest.attempts > 0:
-                try:
-                    await self._drop_attempts(manifest)
-                except APIError as exc:
-                    log.warning(
-                        "could not check folder %s for partial uploads of deleted %r: %s",
-                        manifest.folder_id, manifest.name, exc,
-                    )
-            self._unindex(staged)
-            staged.next_retry = None
-            if staged.handles == 0:
-                self._drop(staged)
-            else:
-                self.journal.remove(staged.staging_id, data=False)
+            await self._discard_locked(staged)
+
+    async def discard(self, staged: StagedFile) -> None:
+        """Drop a staged version and its partial uploads, keeping the service copy it would replace.
+
+        Open handles keep working but never upload.
+        """
+        async with staged.lock:
+            await self._discard_locked(staged)
+
+    async def _discard_locked(self, staged: StagedFile) -> None:
+        manifest = staged.manifest
+        staged.discarded = True
+        if manifest.state == UPLOADED and manifest.uploaded_id is not None:
+            await self._uploader.delete(manifest.folder_id, manifest.uploaded_id, manifest.upload_name or "")
+        elif manifest.state in (READY, FAILED) and manifest.attempts > 0:
+            try:
+                await self._drop_attempts(manifest)
+            except APIError as exc:
+                log.warning(
+                    "could not check folder %s for partial uploads of deleted %r: %s",
+                    manifest.folder_id, manifest.name, exc,
+                )
+        self._unindex(staged)
+        staged.next_retry = None
+        if staged.handles == 0:
+            self._drop(staged)
+        else:
+            self.journal.remove(staged.staging_id, data=False)
 
     async def replace(self, folder_id: str, source_id: str, target_id: str, name: str) -> None:
         """Put service file ``source_id`` in place of ``target_id`` as ``name`` (a rename over a file).

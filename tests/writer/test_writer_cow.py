@@ -280,3 +280,23 @@ async def test_released_handle_rejects_writes(writer, folder_id):
     with pytest.raises(WriteError) as caught:
         await handle.write(0, b"late")
     assert caught.value.errno == errno.EBADF
+
+
+async def test_failed_rename_over_staged_target_keeps_it(writer, client, emu, folder_id, duplicate_names):
+    target = await seed(client, emu, folder_id, "target.txt", OLD)
+    source = await seed(client, emu, folder_id, "source.txt", b"source")
+    target_handle = await writer.open(folder_id, target)
+    await target_handle.write(0, b"unsaved")
+    source_handle = await writer.open(folder_id, source)
+    await source_handle.write(0, b"SOURCE")
+    await source_handle.flush()
+
+    emu.fail_next("item/rename", "permission_denied", count=10)
+    with pytest.raises(WriteError):
+        await writer.rename(source_handle.staged, folder_id, "target.txt", replaces=target)
+    emu.faults.clear()
+
+    # The rename failed, so the target's service copy must still be there.
+    assert emu.state.file_bytes(target.id) == OLD
+    await target_handle.release()
+    await source_handle.release()
