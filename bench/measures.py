@@ -455,7 +455,7 @@ def _rsync_source(context: Context) -> Path:
     for index in range(context.sizes.rsync_files):
         path = partial / f"photo-{index:04d}.jpg"
         path.write_bytes(rng.randbytes(dataset.SMALL_FILE_SIZE))
-        # A fixed mtime, so rsync sees the same files in every run.
+        # A fixed mtime, so rsync compares the same files in every run.
         os.utime(path, (1_600_000_000 + index, 1_600_000_000 + index))
     os.replace(partial, source)
     return source
