@@ -266,6 +266,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("log_file", parse_path, "FILE", "also write the log to this file, rotated at 10 MiB", is_path=True),
     OptionSpec("readahead_memory", parse_size, "SIZE", "bytes of read-ahead that all open files together may hold in memory"),
     OptionSpec("readahead_max", parse_size, "SIZE", "largest read-ahead window of one file, in bytes"),
+    OptionSpec("kernel_readahead", parse_size, "SIZE", "kernel read-ahead of the mount in bytes, set only when pmzfs runs as root (128K is the kernel's default)"),
     OptionSpec("connections_per_file", parse_count, "N", "parallel range requests one file's read-ahead may have open"),
     OptionSpec("api_concurrency", parse_count, "N", "API requests (not file reads) that may run at the same time"),
     OptionSpec("api_rate", parse_rate, "PER_SECOND", "maximum API requests per second"),

@@ -324,7 +324,7 @@ async def _run_session(
         # SIGTERM cannot end the process in the middle of one.
         await nursery.start(_handle_signals, shutdown)
         try:
-            exit_code = await _serve_fuse(operations, mountpoint, get_status, on_ready)
+            exit_code = await _serve_fuse(operations, mountpoint, get_status, on_ready, options.kernel_readahead)
         finally:
             shutdown.session_open = False
             operations.kernel_notifications = False
@@ -340,11 +340,15 @@ async def _run_session(
 
 
 async def _serve_fuse(
-    operations: Operations, mountpoint: Path, get_status: Callable[[], dict], on_ready: Callable[[], None] | None
+    operations: Operations,
+    mountpoint: Path,
+    get_status: Callable[[], dict],
+    on_ready: Callable[[], None] | None,
+    kernel_readahead: int | None = None,
 ) -> int:
     exit_code = EXIT_OK
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_announce_ready, mountpoint, on_ready)
+        nursery.start_soon(_announce_ready, mountpoint, on_ready, kernel_readahead)
         nursery.start_soon(_serve_status, mountpoint, get_status)
         try:
             await pyfuse3.main()
@@ -409,21 +413,41 @@ async def _extend_stop_timeout() -> None:
         await trio.sleep(EXTEND_TIMEOUT_STEP / 2)
 
 
-async def _announce_ready(mountpoint: Path, on_ready: Callable[[], None] | None) -> None:
+async def _announce_ready(
+    mountpoint: Path, on_ready: Callable[[], None] | None, kernel_readahead: int | None = None
+) -> None:
     # The stat goes through the kernel to this process's own FUSE loop, so
     # it runs in a worker thread while the loop keeps serving.
     try:
-        await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
+        status = await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
     except OSError as exc:
         log.error("stat of the mountpoint %s failed (%s); unmounting", mountpoint, exc)
         pyfuse3.terminate()
         return
     log.debug("stat of the mountpoint %s succeeded; the mount is ready", mountpoint)
+    if kernel_readahead is not None:
+        set_kernel_readahead(status.st_dev, kernel_readahead)
     from pmzfs.notify import notify_ready
 
     notify_ready()
     if on_ready is not None:
         on_ready()
+
+
+def set_kernel_readahead(device: int, size: int, sysfs: Path = Path("/sys/class/bdi")) -> bool:
+    """Set the kernel read-ahead of the mount on ``device`` to ``size`` bytes; returns whether it was set.
+
+    Needs root. Without it the kernel default stays, which only costs
+    sequential read speed, so the failure is logged at DEBUG.
+    """
+    path = sysfs / f"{os.major(device)}:{os.minor(device)}" / "read_ahead_kb"
+    try:
+        path.write_text(f"{max(size // 1024, 4)}\n", encoding="ascii")
+    except OSError as exc:
+        log.debug("kernel read-ahead left at its default: writing %s failed: %s", path, exc)
+        return False
+    log.debug("kernel read-ahead set to %d KiB in %s", size // 1024, path)
+    return True
 
 
 async def _serve_status(mountpoint: Path, get_status: Callable[[], dict]) -> None:

@@ -45,6 +45,10 @@ class MountOptions:
     readahead_memory: int = 128 * MiB
     # Largest read-ahead window of one file, in bytes.
     readahead_max: int = 32 * MiB
+    # Kernel read-ahead of the mount in bytes (its page-cache window, set in
+    # /sys/class/bdi as root). The kernel's default of 128 KiB caps each
+    # sequential FUSE read at that size, so every 128 KiB costs one request.
+    kernel_readahead: int = 1 * MiB
     # Parallel range requests that one file's read-ahead may have open.
     connections_per_file: int = 4
     # Concurrent API requests (not file reads) and API requests per second.

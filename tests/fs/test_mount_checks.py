@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -10,7 +11,7 @@ from fs_testing import API_KEY, FAST_RETRY
 from pmzfs.api import PremiumizeClient
 from pmzfs.auth import Credential
 from pmzfs.cli import CommandError
-from pmzfs.mount import check_account, check_mountpoint, fuse_mount_options, mount_type_at
+from pmzfs.mount import check_account, check_mountpoint, fuse_mount_options, mount_type_at, set_kernel_readahead
 from pmzfs.options import MountOptions
 
 
@@ -87,3 +88,15 @@ async def test_unreachable_api_names_url():
     assert message.count(url) == 1
     assert message.startswith(f"could not connect to {url} (")
     assert "check --api-url" in message
+
+
+def test_kernel_readahead_written_in_kib(tmp_path):
+    device = os.makedev(0, 77)
+    folder = tmp_path / "0:77"
+    folder.mkdir()
+    assert set_kernel_readahead(device, 1024 * 1024, sysfs=tmp_path) is True
+    assert (folder / "read_ahead_kb").read_text() == "1024\n"
+
+
+def test_kernel_readahead_failure_is_quiet(tmp_path):
+    assert set_kernel_readahead(os.makedev(0, 78), 1024 * 1024, sysfs=tmp_path) is False

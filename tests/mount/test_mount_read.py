@@ -398,3 +398,15 @@ def test_close_stops_downloads(emulator, mount):
     assert served_after_close > 0
     assert served_after_close < size, "the whole file was served before close, so growth cannot be seen"
     assert served_later == served_after_close
+
+
+def test_kernel_readahead_set(emulator, mount):
+    mounted = mount(emulator, "--kernel-readahead", "2M")
+    device = os.stat(mounted.path).st_dev
+    setting = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+
+    # The mount sets it right after its first stat succeeds.
+    deadline = time.monotonic() + 10
+    while setting.read_text().strip() != "2048" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert setting.read_text().strip() == "2048"
