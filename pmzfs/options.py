@@ -53,4 +53,4 @@ class MountOptions:
     connections_per_file: int = 4
     # Concurrent API requests (not file reads) and API requests per second.
     api_concurrency: int = 8
-    api_rate: float = 10.0
+    api_rate: float = 20.0
