@@ -28,11 +28,18 @@ class Scenario:
         return self.rtt * 1000
 
 
+# One TCP connection carries at most one receive window per round trip.
+# 6 MiB is Linux's default maximum receive window (the third value of
+# net.ipv4.tcp_rmem), so over 40 ms one connection moves about 157 MB/s.
+# The emulator's delay alone would let a connection run at loopback speed
+# after its first byte, whatever the round-trip time.
+TCP_WINDOW = 6 * MiB
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
         Scenario("loopback", "plain loopback", rtt=0.0, link_rate=None),
-        Scenario("rtt40", "40 ms RTT", rtt=0.040, link_rate=None),
+        Scenario("rtt40", "40 ms RTT, one 6 MiB TCP window per round trip", rtt=0.040, link_rate=TCP_WINDOW / 0.040),
         Scenario("rtt40-cap25", "40 ms RTT, 25 MB/s per connection", rtt=0.040, link_rate=25 * MB),
     )
 }
