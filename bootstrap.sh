@@ -61,11 +61,17 @@ install_python_packages() {
 
 install_fstab_helper() {
     # mount(8) runs /sbin/mount.fuse.pmzfs for fstab lines of type fuse.pmzfs.
-    # A working link, perhaps to another installation, is left alone.
+    # A link that this script made for another clone is replaced; one that
+    # points anywhere else (an installation in /opt, say) is left alone.
     helper=/sbin/mount.fuse.pmzfs
-    if [ "$(id -u)" -eq 0 ] && [ ! -e "$helper" ]; then
-        ln -sf "$PWD/.venv/bin/mount.pmzfs" "$helper"
+    [ "$(id -u)" -eq 0 ] || return 0
+    if [ -e "$helper" ]; then
+        case "$(readlink "$helper" 2>/dev/null)" in
+            */.venv/bin/mount.pmzfs) ;;
+            *) return 0 ;;
+        esac
     fi
+    ln -sf "$PWD/.venv/bin/mount.pmzfs" "$helper"
 }
 
 [ $# -ge 1 ] || usage
