@@ -42,13 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pmzfs {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pmzfs.commands.{name}")
-        except ModuleNotFoundError as exc:
-            # A subcommand still under construction must not break the others.
-            if exc.name != f"pmzfs.commands.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"pmzfs.commands.{name}")
         module.add_parser(subparsers)
     return parser
 
