@@ -238,3 +238,19 @@ async def test_status_command_not_a_mount(mountpoint, status_env):
     assert code == 1
     assert out == ""
     assert err == f"pmzfs: {mountpoint} is not a pmzfs mount\n"
+
+
+def test_format_status_open_handles_and_cache():
+    report = {
+        "mountpoint": "/m",
+        "pid": 1,
+        "version": "0",
+        "uptime_seconds": 3,
+        "cache": {"entries": 17, "listings": 8, "nodes": 18},
+        "open_files": 2,
+        "open_directories": 1,
+    }
+    lines = format_status(report).splitlines()
+    assert "Cache:       17 entries in 8 folder listings, 18 inodes known" in lines
+    assert "Open:        2 files, 1 folders" in lines
+    assert not any(line.startswith("open_") for line in lines)
