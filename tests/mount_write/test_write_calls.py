@@ -274,10 +274,10 @@ def test_suffixed_twin_takes_freed_name(emulator, mounted):
 
     os.unlink(mounted.path / "twin.txt")
 
-    # The kernel forgets the suffixed name within moments instead of after
-    # the listing's time to live, because the entry behind it now has the
-    # plain name. pyfuse3 sends the invalidation from its own thread, so
-    # allow it a bounded moment to arrive.
+    # The kernel drops the suffixed name from its cache within moments,
+    # not after the listing's time to live, because the entry behind it now
+    # has the plain name. pyfuse3 sends the invalidation from its own thread,
+    # so the test allows it a bounded moment to arrive.
     assert os.listdir(mounted.path) == ["twin.txt"]
     deadline = time.monotonic() + 5
     while (mounted.path / suffixed).exists() and time.monotonic() < deadline:

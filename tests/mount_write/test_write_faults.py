@@ -7,7 +7,6 @@ a killed pmzfs is mounted again on the same cache directory.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fusemount import MiB, run
-from write_testing import FAST_MOUNT_OPTIONS
+from write_testing import FAST_MOUNT_OPTIONS, manifest_states
 
 pytestmark = pytest.mark.mount
 
@@ -44,16 +43,6 @@ def names_on_service(emu, folder_id: str) -> list[str]:
 
 def staged_data(cache_dir: Path) -> list[bytes]:
     return [path.read_bytes() for path in sorted((cache_dir / "staging").glob("*.data"))]
-
-
-def manifest_states(cache_dir: Path) -> list[str]:
-    states = []
-    for path in (cache_dir / "staging").glob("*.json"):
-        try:
-            states.append(json.loads(path.read_text())["state"])
-        except (OSError, ValueError, KeyError):
-            continue  # replaced while being read
-    return states
 
 
 def test_upload_fails_once(emulator, mounted, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fusemount import MiB, command_env, pmzfs_command, run
-from write_testing import FAST_MOUNT_OPTIONS
+from write_testing import FAST_MOUNT_OPTIONS, manifest_states
 
 pytestmark = pytest.mark.mount
 
@@ -28,16 +28,6 @@ def wait_for(condition, what: str, deadline: float = WAIT_DEADLINE) -> None:
         if time.monotonic() > end:
             pytest.fail(f"{what} did not happen within {deadline} s")
         time.sleep(0.05)
-
-
-def manifest_states(cache_dir: Path) -> list[str]:
-    states = []
-    for path in (cache_dir / "staging").glob("*.json"):
-        try:
-            states.append(json.loads(path.read_text())["state"])
-        except (OSError, ValueError, KeyError):
-            continue  # replaced while being read
-    return states
 
 
 def test_sigterm_during_close_upload(emulator, mount, tmp_path):
