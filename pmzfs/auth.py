@@ -132,9 +132,10 @@ def load_token(path: Path, api_url: str | None = None) -> Credential | None:
     """Return the access token stored by ``pmzfs login`` in ``path``, or None if there is none.
 
     Raises ``CredentialError`` when the file is unreadable, malformed or
-    records that the token has expired, and when ``api_url`` is given and
-    differs from the URL that issued the token: a token from a local
-    emulator must never be sent to the real service, nor the reverse.
+    records that the token has expired.  It also raises when ``api_url`` is
+    given and differs from the URL that issued the token, because a token
+    from a local emulator must never be sent to the real service, nor the
+    reverse.
     """
     try:
         text = path.read_text(encoding="utf-8")

@@ -503,7 +503,7 @@ def _send(fd: int, message: bytes) -> None:
         os.write(fd, message)
         os.close(fd)
     except OSError:
-        pass  # the parent has exited, so nobody reads the message
+        pass  # the parent has exited, so no process reads the message
 
 
 def _redirect_standard_streams() -> None:

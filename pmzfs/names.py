@@ -25,10 +25,10 @@ The rules, applied to each folder as a whole:
    transformed one, and among those the entry whose id sorts first wins.
    So a real U+2215 in a name keeps its name, and an entry whose ``/`` was
    replaced gives way to it.
-4. Every other entry, taken in the order of its id, gets the first name of
-   the sequence ``STEM (pmzfs-HASH)EXT`` that no entry has yet, where HASH
-   is the first 8, then 16, 32 and 64 hex digits of the SHA-256 of the id,
-   and then the 64 digits followed by ``-1``, ``-2``, ...  EXT is a short
+4. Every other entry, in the order of its id, gets the first name of the
+   sequence ``STEM (pmzfs-HASH)EXT`` that no entry has yet.  HASH is the
+   first 8, then 16, 32 and 64 hex digits of the SHA-256 of the id, and
+   then the 64 digits followed by ``-1``, ``-2``, ...  EXT is a short
    extension (a dot and 1 to 15 characters, at most 16 bytes, no space or
    dot, not at the start of the name), kept so media players still
    recognise the file type.  STEM is the rest of the base name, cut on a

@@ -117,7 +117,7 @@ def install_redaction() -> RedactingFilter:
     (``pmzfs.api.client``, ``httpcore.http11``), so the filter runs in the
     log record factory instead, for every record whose logger name is one of
     those or below them. Every handler, including ones added later, then
-    sees only masked text. Calling this again is harmless.
+    receives only masked text. Calling this again is harmless.
     """
     global _installed
     with _lock:

@@ -1,7 +1,8 @@
 """Fixtures shared by every test layer.
 
 A test fails when pmzfs logs a record at ERROR or above that the test did
-not expect; a test that expects one marks it with ``expected_errors``.
+not expect.  A test that expects one requests the ``expected_errors``
+fixture.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
 
 @dataclass
 class _Change:
-    """How a call that changes state is checked after an ambiguous failure.
+    """The check of a call that changes state, run after an ambiguous failure.
 
     ``verify`` lists or reads the state and returns the response to use
     when the change was applied, or None when it was not (then the request
@@ -636,9 +636,9 @@ class PremiumizeClient:
     ) -> str:
         """Start a cloud transfer from a URL or magnet ``src``, or from a .torrent/.nzb ``file``; returns its id.
 
-        A container source (.dlc, .ccf, .rsdf) returns links instead
-        of a transfer; each link is then submitted on its own and the id of
-        the first transfer is returned.  A transfer is not retried after an
+        A container source (.dlc, .ccf, .rsdf) returns links instead of a
+        transfer.  Each link is then submitted on its own, and the id of the
+        first transfer is returned.  A transfer is not retried after an
         ambiguous failure, because nothing identifies the transfer it may
         have started.
         """

@@ -1,9 +1,9 @@
 """An in-memory premiumize service behind ``httpx.MockTransport`` for client unit tests.
 
 It keeps folders and files in dictionaries, returns the documented
-envelopes, records every request, and plays scripted faults: an error
-envelope, an HTTP status, an exception before the request is applied, or
-an exception after it was applied (the ambiguous case).
+envelopes and records every request.  It also plays scripted faults: an
+error envelope, an HTTP status, an exception before the request is
+applied, or an exception after it was applied (the ambiguous case).
 """
 
 from __future__ import annotations
