@@ -613,7 +613,8 @@ class Operations(pyfuse3.Operations):
         return info, self._attributes(node, self._tree.entry_timeout(node))
 
     @fuse_handler
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+        # pyfuse3 takes any buffer; a view of a chunk saves a copy.
         return await self._open_file(fh).handle.read(off, size)
 
     @fuse_handler

@@ -1,11 +1,14 @@
-"""One downloaded byte range of a file and the pieces its download received."""
+"""One downloaded byte range of a file, in one buffer that the download fills."""
 
 from __future__ import annotations
 
-import bisect
 import enum
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from pmzfs.reader._buffers import BufferPool
 
 
 class ChunkState(enum.Enum):
@@ -20,9 +23,11 @@ class Chunk:
 
     ``filled`` is the absolute offset up to which bytes have arrived, so a
     reader can take ``[start, filled)`` while the rest is still downloading.
-    The chunk keeps the pieces the HTTP client returns as they are, so
-    receiving costs no copy and a read copies its bytes exactly once.  The
-    memory budget is charged for ``size`` bytes from creation until the
+    The bytes live in one buffer, allocated when the download starts.  The
+    range client receives straight into it (``receive_view`` and
+    ``advance``), and a read gets a memoryview of it, so a byte is copied
+    only by the kernel: once from the socket and once into the FUSE reply.
+    The memory budget is charged for ``size`` bytes from creation until the
     chunk is dropped.
     """
 
@@ -37,13 +42,14 @@ class Chunk:
         "waiters",
         "error",
         "scope",
-        "_pieces",
-        "_piece_starts",
+        "_base",
+        "_view",
+        "_pool",
         "_wake_at",
         "_event",
     )
 
-    def __init__(self, start: int, end: int, stream: object, *, readahead: bool) -> None:
+    def __init__(self, start: int, end: int, stream: object, *, readahead: bool, pool: BufferPool | None = None) -> None:
         self.start = start
         self.end = end
         self.filled = start
@@ -61,9 +67,13 @@ class Chunk:
         self.error: BaseException | None = None
         # Cancel scope of the download in progress, so eviction can stop it.
         self.scope: trio.CancelScope | None = None
-        # Received pieces and the absolute offset of each piece's first byte.
-        self._pieces: list[bytes] = []
-        self._piece_starts: list[int] = []
+        # The buffer and the file offset of its first byte, both set when
+        # the first byte is stored.  A queued chunk's start may still move
+        # (a read takes its head), so the buffer waits until then.
+        self._base = start
+        self._view: memoryview | None = None
+        # Where the buffer comes from and goes back to; None allocates a bytearray.
+        self._pool = pool
         self._wake_at = end + 1
         self._event = trio.Event()
 
@@ -74,38 +84,54 @@ class Chunk:
     def __repr__(self) -> str:
         return f"<Chunk {self.start}-{self.end} {self.state.value} filled={self.filled - self.start}>"
 
-    def append(self, data: bytes) -> None:
-        """Store ``data`` at ``filled`` and wake the reads it satisfies.
+    def receive_view(self) -> memoryview:
+        """Return the writable buffer space for bytes ``[filled, end)``.
 
-        The caller checks first that ``data`` fits before ``end``.
+        The caller stores bytes at the front and then calls ``advance``.
         """
-        if not data:
-            return
-        self._pieces.append(data)
-        self._piece_starts.append(self.filled)
-        self.filled += len(data)
+        view = self._view
+        if view is None:
+            self._base = self.start
+            size = self.end - self.start
+            view = memoryview(bytearray(size)) if self._pool is None else self._pool.take(size)
+            self._view = view
+        return view[self.filled - self._base : self.end - self._base]
+
+    def advance(self, count: int) -> None:
+        """Record that ``count`` more bytes were stored at ``filled`` and wake the reads they satisfy."""
+        self.filled += count
         if self.filled >= self._wake_at:
             self._wake()
 
-    def slice(self, start: int, end: int) -> bytes:
-        """Return a copy of bytes ``[start, end)``, which must have arrived."""
-        starts = self._piece_starts
-        index = bisect.bisect_right(starts, start) - 1
-        piece = self._pieces[index]
-        offset = start - starts[index]
-        if end - starts[index] <= len(piece):
-            return piece[offset : end - start + offset]
-        parts = [memoryview(piece)[offset:]]
-        position = starts[index] + len(piece)
-        while position < end:
-            index += 1
-            piece = self._pieces[index]
-            if end - position < len(piece):
-                parts.append(memoryview(piece)[: end - position])
-            else:
-                parts.append(piece)
-            position += len(piece)
-        return b"".join(parts)
+    def append(self, data: bytes) -> None:
+        """Copy ``data`` to ``filled`` and wake the reads it satisfies.
+
+        The caller checks first that ``data`` fits before ``end``.
+        """
+        count = len(data)
+        if count:
+            self.receive_view()[:count] = data
+            self.advance(count)
+
+    def slice(self, start: int, end: int) -> memoryview:
+        """Return a read-only view of bytes ``[start, end)``, which must have arrived.
+
+        The view keeps the buffer alive after the chunk is dropped, and
+        nothing writes to those bytes again.
+        """
+        return self._view[start - self._base : end - self._base].toreadonly()
+
+    def release_buffer(self) -> None:
+        """Give the buffer back to the pool; call it once the chunk is dropped and no download writes to it.
+
+        Views that reads returned stay valid: the pool reuses the buffer
+        only after they are gone.
+        """
+        view = self._view
+        if view is not None:
+            self._view = None
+            if self._pool is not None:
+                self._pool.give(view)
 
     def finish(self) -> None:
         """Mark every byte as arrived and wake all waiting reads."""
@@ -116,9 +142,9 @@ class Chunk:
         """Mark the chunk as gone and wake all waiting reads.
 
         Reads that were waiting look the range up again, or raise ``error``
-        when it is set.  The pieces stay until the chunk is garbage: a
-        cancelled download may still append before the cancellation reaches
-        it.
+        when it is set.  The buffer stays until the chunk is garbage: a
+        cancelled download may still store bytes before the cancellation
+        reaches it.
         """
         self.state = ChunkState.DROPPED
         self.error = error

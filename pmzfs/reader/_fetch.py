@@ -18,6 +18,7 @@ import trio
 
 from pmzfs.reader._chunk import Chunk
 from pmzfs.reader._errors import ReadError
+from pmzfs.reader._http import RangeClient, RangeResponse, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def check_response(response: httpx.Response, start: int, end: int, size: int) -> None:
+def check_response(response: httpx.Response | RangeResponse, start: int, end: int, size: int) -> None:
     """Raise unless ``response`` carries exactly bytes ``[start, end)`` of a ``size``-byte file.
 
     Accepts 206 with a matching Content-Range, and 200 only when the range
@@ -97,11 +98,11 @@ def check_response(response: httpx.Response, start: int, end: int, size: int) ->
     fixes and ``BadResponse`` for everything else.
     """
     status = response.status_code
+    headers = response.headers
     if status in LINK_FAILURE_STATUSES:
         raise LinkFailed(status)
     if status == 429 or status >= 500:
-        raise BadResponse(f"HTTP {status}", retry_after=_retry_after(response))
-    headers = response.headers
+        raise BadResponse(f"HTTP {status}", retry_after=_retry_after(headers))
     encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise BadResponse(f"unexpected Content-Encoding {encoding!r}")
@@ -131,8 +132,8 @@ def _check_content_range(header: str | None, start: int, end: int, size: int) ->
         raise BadResponse(f"Content-Range {header!r} gives size {total}, expected {size}")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after", "").strip()
     return float(value) if value.isdigit() else None
 
 
@@ -205,11 +206,25 @@ class Fetcher:
     closes connections.  The reads' pool keeps the connections of earlier
     reads open, so the first request after a seek usually goes out on an
     open connection.
+
+    With ``readahead_ranges`` and ``read_ranges`` (``RangeClient``) the
+    requests go through them, and through the httpx clients only for
+    links and responses that the range client leaves to httpx.
     """
 
-    def __init__(self, readahead_client: httpx.AsyncClient, read_client: httpx.AsyncClient, limits: RetryLimits) -> None:
+    def __init__(
+        self,
+        readahead_client: httpx.AsyncClient,
+        read_client: httpx.AsyncClient,
+        limits: RetryLimits,
+        *,
+        readahead_ranges: RangeClient | None = None,
+        read_ranges: RangeClient | None = None,
+    ) -> None:
         self.readahead_client = readahead_client
         self.read_client = read_client
+        self.readahead_ranges = readahead_ranges
+        self.read_ranges = read_ranges
         self.limits = limits
         self.requests = 0
         self.bytes_fetched = 0
@@ -242,7 +257,7 @@ class Fetcher:
                 await self._refresh(link, url, exc, deadline)
             except httpx.InvalidURL as exc:
                 raise ReadError(f"link of file {link.file_id} is invalid: {describe(exc)}") from None
-            except httpx.UnsupportedProtocol as exc:
+            except (httpx.UnsupportedProtocol, httpx.TooManyRedirects) as exc:
                 raise ReadError(f"reading file {link.file_id} failed: {describe(exc)}") from None
             except (httpx.TransportError, BadResponse, trio.TooSlowError) as exc:
                 if chunk.filled > before:
@@ -274,6 +289,34 @@ class Fetcher:
             raise ReadError(f"requesting a new link for file {link.file_id} timed out") from None
 
     async def _attempt(self, file_id: str, url: str, chunk: Chunk, size: int, deadline: float) -> None:
+        ranges = self.readahead_ranges if chunk.readahead else self.read_ranges
+        if ranges is not None and ranges.accepts(url):
+            try:
+                await self._attempt_ranges(ranges, file_id, url, chunk, size, deadline)
+                return
+            except Unsupported as exc:
+                log.debug("file %s: the link needs httpx (%s); its host is read through httpx from now on", file_id, exc)
+                ranges.refuse(url)
+        await self._attempt_httpx(file_id, url, chunk, size, deadline)
+
+    async def _attempt_ranges(
+        self, ranges: RangeClient, file_id: str, url: str, chunk: Chunk, size: int, deadline: float
+    ) -> None:
+        start = chunk.filled
+        end = chunk.end
+        log.debug("GET file %s bytes %d-%d", file_id, start, end - 1)
+        self.requests += 1
+        # As with httpx: the deadline bounds the wait for the response head.
+        with trio.fail_at(deadline):
+            response = await ranges.get(url, start, end)
+        try:
+            check_response(response, start, end, size)
+            await response.read_into(chunk)
+        finally:
+            self.bytes_fetched += chunk.filled - start
+            response.close()
+
+    async def _attempt_httpx(self, file_id: str, url: str, chunk: Chunk, size: int, deadline: float) -> None:
         start = chunk.filled
         end = chunk.end
         client = self.readahead_client if chunk.readahead else self.read_client

@@ -109,8 +109,11 @@ class FileState:
 
     # Reading
 
-    async def read(self, offset: int, length: int) -> bytes:
-        """Return bytes ``[offset, offset + length)``, fewer only at the end of the file."""
+    async def read(self, offset: int, length: int) -> bytes | memoryview:
+        """Return bytes ``[offset, offset + length)``, fewer only at the end of the file.
+
+        Bytes of one chunk come as a read-only view of its buffer.
+        """
         if offset < 0 or length < 0:
             raise ReadError(f"invalid read of file {self.file_id}: offset {offset}, length {length}", errno.EINVAL)
         end = offset + length
@@ -127,8 +130,8 @@ class FileState:
         self.bytes_served += len(data)
         return data
 
-    async def _read_missing(self, stream: Stream, offset: int, end: int) -> bytes:
-        parts: list[bytes] = []
+    async def _read_missing(self, stream: Stream, offset: int, end: int) -> bytes | memoryview:
+        parts: list[memoryview] = []
         position = offset
         while position < end:
             if self.closed:
@@ -261,7 +264,7 @@ class FileState:
                 # Too little memory for a request worth its round trip.
                 self.reader.unreserve(granted)
                 break
-            chunk = Chunk(position, position + granted, stream, readahead=True)
+            chunk = Chunk(position, position + granted, stream, readahead=True, pool=self.reader.buffers)
             self._insert(chunk)
             bisect.insort(stream.chunks, chunk, key=_chunk_start)
             self._enqueue(chunk)
@@ -357,7 +360,7 @@ class FileState:
             self.reader.touch(stream)
         chunk_end = min(max(end, position + MIN_CHUNK), position + MAX_CHUNK, self._next_start(position))
         granted = self.reader.reserve(chunk_end - position, stream, required=True)
-        chunk = Chunk(position, position + granted, stream, readahead=False)
+        chunk = Chunk(position, position + granted, stream, readahead=False, pool=self.reader.buffers)
         self._insert(chunk)
         bisect.insort(stream.chunks, chunk, key=_chunk_start)
         if stream.fetch_end == position:
@@ -371,7 +374,7 @@ class FileState:
             self._queue.remove(chunk)
             chunk.queued = False
             return chunk
-        head = Chunk(chunk.start, split, chunk.stream, readahead=False)
+        head = Chunk(chunk.start, split, chunk.stream, readahead=False, pool=self.reader.buffers)
         index = bisect.bisect_left(self._starts, chunk.start)
         self._starts[index] = split
         chunk.start = split
@@ -402,6 +405,10 @@ class FileState:
             chunk.scope.cancel()
         self.reader.unreserve(chunk.size)
         chunk.drop(error)
+        if chunk.scope is None:
+            # No download writes to it: the buffer can go back now.
+            # Otherwise _download gives it back when the download ends.
+            chunk.release_buffer()
 
     # Downloads
 
@@ -429,11 +436,17 @@ class FileState:
             chunk.scope = None
             self._drop(chunk)
             raise
-        chunk.scope = None
-        if chunk.state is ChunkState.ACTIVE and not scope.cancelled_caught:
-            chunk.finish()
         else:
-            self._drop(chunk)
+            chunk.scope = None
+            if chunk.state is ChunkState.ACTIVE and not scope.cancelled_caught:
+                chunk.finish()
+            else:
+                self._drop(chunk)
+        finally:
+            if chunk.state is ChunkState.DROPPED:
+                # A chunk dropped during its download kept its buffer
+                # until the download stopped writing to it.
+                chunk.release_buffer()
 
     def _enqueue(self, chunk: Chunk) -> None:
         chunk.queued = True
