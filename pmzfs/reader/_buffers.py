@@ -103,7 +103,11 @@ class BufferPool:
         self._free.setdefault(capacity, []).append(buffer)
         self._order.append(buffer)
         self._free_bytes += capacity
-        while self._free_bytes > self.keep and self._order:
+        self.trim(self.keep)
+
+    def trim(self, limit: int) -> None:
+        """Unmap free buffers, oldest first, until at most ``limit`` bytes of them are left."""
+        while self._free_bytes > limit and self._order:
             oldest = self._order.popleft()
             self._free[len(oldest)].remove(oldest)
             self._free_bytes -= len(oldest)

@@ -99,7 +99,7 @@ class _Target:
 class _Connection:
     """One TCP connection of the pool, with TLS when the link is https."""
 
-    __slots__ = ("key", "stream", "socket", "tls", "incoming", "outgoing", "idle_since", "requests")
+    __slots__ = ("key", "stream", "socket", "tls", "incoming", "outgoing", "idle_since")
 
     def __init__(self, key: tuple[str, str, int], stream: trio.SocketStream) -> None:
         self.key = key
@@ -109,8 +109,6 @@ class _Connection:
         self.incoming: ssl.MemoryBIO | None = None
         self.outgoing: ssl.MemoryBIO | None = None
         self.idle_since = 0.0
-        # Requests sent on this connection, so a failure on a reused one can be retried.
-        self.requests = 0
 
     async def start_tls(self, context: ssl.SSLContext, host: str) -> None:
         self.incoming = ssl.MemoryBIO()
@@ -407,7 +405,6 @@ class RangeClient:
                 raise
 
     async def _exchange(self, connection: _Connection, request: bytes) -> RangeResponse:
-        connection.requests += 1
         try:
             await connection.send_all(request)
         except (OSError, ssl.SSLError) as exc:

@@ -72,7 +72,7 @@ class Reader:
     """Range reads against file links, with read-ahead under a shared memory budget.
 
     ``memory_limit`` bounds the bytes that read-ahead of all open files may
-    hold.  A read that misses memory fetches its own bytes even beyond the
+    hold, together with the free buffers kept for reuse.  A read that misses memory fetches its own bytes even beyond the
     limit, after evicting the least recently read positions.  ``max_window``
     is the largest read-ahead of one position, and ``connections_per_file``
     the parallel range requests that one file's read-ahead may have open.
@@ -101,9 +101,10 @@ class Reader:
         # for a test's transport and for proxies, which only httpx speaks to.
         self._use_range_client = transport is None and not proxy_configured()
         self._range_clients: list[RangeClient] = []
-        # Buffers of dropped chunks, reused by new ones.  A quarter of the
-        # budget (at most 32 MiB) covers the chunks that streams drop and
-        # allocate in turn.
+        # Buffers of dropped chunks, reused by new ones.  Up to a quarter
+        # of the budget (at most 32 MiB), and only what the chunks leave
+        # of it, so chunks and free buffers together stay within it.  With
+        # 16 MiB a 1 GiB stream read at 1.6 instead of 2.2 GB/s.
         self.buffers = BufferPool(keep=min(32 * MiB, memory_limit // 4))
         self._timeout = timeout or httpx.Timeout(10.0)
         self._retry_limits = retry_limits or RetryLimits()
@@ -270,6 +271,7 @@ class Reader:
         if shortfall > 0 and not required:
             granted = max(0, nbytes - shortfall)
         self._memory_in_use += granted
+        self.buffers.trim(self.memory_limit - self._memory_in_use)
         return granted
 
     def unreserve(self, nbytes: int) -> None:

@@ -65,3 +65,14 @@ def test_chunk_view_outlives_release():
     reused.append(b"y" * MiB)
     assert bytes(view) == b"x" * 10
     assert pool.reused == 0
+
+
+def test_trim_unmaps_the_oldest_free_buffers():
+    pool = BufferPool(keep=16 * MiB)
+    views = [pool.take(MiB) for _ in range(4)]
+    for view in views:
+        pool.give(view)
+    pool.trim(MiB + 1)
+    assert pool.free_bytes == MiB
+    pool.trim(0)
+    assert pool.free_bytes == 0
