@@ -59,16 +59,19 @@ class BufferPool:
         """Return a writable view of exactly ``size`` bytes."""
         if self._waiting:
             self._recheck_waiting()
-        capacity = _rounded(size)
-        free = self._free.get(capacity)
-        if free:
-            buffer = free.pop()
+        wanted = _rounded(size)
+        # The smallest free buffer that fits, and wastes at most half of
+        # itself: read-ahead chunks grow from 256 KiB to 8 MiB, and the
+        # buffers of a stream's early chunks would otherwise wait unused.
+        capacity = min((c for c, free in self._free.items() if free and wanted <= c <= 2 * wanted), default=None)
+        if capacity is None:
+            buffer = mmap.mmap(-1, wanted)
+            self.allocated += 1
+        else:
+            buffer = self._free[capacity].pop()
             self._order.remove(buffer)
             self._free_bytes -= capacity
             self.reused += 1
-        else:
-            buffer = mmap.mmap(-1, capacity)
-            self.allocated += 1
         return memoryview(buffer)[:size]
 
     def give(self, view: memoryview) -> None:

@@ -76,3 +76,14 @@ def test_trim_unmaps_the_oldest_free_buffers():
     assert pool.free_bytes == MiB
     pool.trim(0)
     assert pool.free_bytes == 0
+
+
+def test_smaller_request_reuses_a_buffer_up_to_twice_its_size():
+    pool = BufferPool(keep=16 * MiB)
+    pool.give(pool.take(2 * MiB))
+    pool.give(pool.take(8 * MiB))
+    assert len(pool.take(MiB)) == MiB
+    assert pool.reused == 1
+    assert pool.free_bytes == 8 * MiB
+    pool.take(MiB)
+    assert pool.reused == 1
