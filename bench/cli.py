@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         logs = work_dir / "logs" / stamp
         logs.mkdir(parents=True, exist_ok=True)
         results: report.Results = {}
-        log.info("starting the emulator (the first run seeds the dataset, which takes a few minutes)")
+        log.info("starting the emulator (the first full run seeds the dataset, about 13 GiB, which takes a minute or two)")
         server = ServerControl(work_dir, sizes, logs / "emulator.log")
         try:
             for name in scenarios:
