@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from fusemount import MiB, run
+
+from pmzfs.status import server_socket_path
 from write_testing import FAST_MOUNT_OPTIONS, manifest_states
 
 pytestmark = pytest.mark.mount
@@ -131,6 +133,9 @@ def test_kill_during_upload_remount(emulator, mount, tmp_path, moment):
     finally:
         copy.wait(timeout=60)
     subprocess.run(["fusermount3", "-u", "-z", str(first.path)], capture_output=True, timeout=15)
+    # A killed mount cannot remove its status socket, and the second mount
+    # uses another mountpoint, so nothing else would.
+    server_socket_path(first.path, os.environ).unlink(missing_ok=True)
     uploads_before = emulator.counters.uploads
     emulator.options.api_latency = 0
 
