@@ -52,5 +52,8 @@ class MountOptions:
     # Parallel range requests that one file's read-ahead may have open.
     connections_per_file: int = 4
     # Concurrent API requests (not file reads) and API requests per second.
+    # The service publishes no limit.  rclone's premiumize backend waits at
+    # least 10 ms between calls, up to 100 calls a second.  Half of that
+    # leaves room for other clients of the same account.
     api_concurrency: int = 8
-    api_rate: float = 20.0
+    api_rate: float = 50.0
