@@ -59,13 +59,13 @@ class BufferPool:
         """Return a writable view of exactly ``size`` bytes."""
         if self._waiting:
             self._recheck_waiting()
-        wanted = _rounded(size)
+        needed = _rounded(size)
         # The smallest free buffer that fits, and wastes at most half of
         # itself: read-ahead chunks grow from 256 KiB to 8 MiB, and the
         # buffers of a stream's early chunks would otherwise wait unused.
-        capacity = min((c for c, free in self._free.items() if free and wanted <= c <= 2 * wanted), default=None)
+        capacity = min((c for c, free in self._free.items() if free and needed <= c <= 2 * needed), default=None)
         if capacity is None:
-            buffer = mmap.mmap(-1, wanted)
+            buffer = mmap.mmap(-1, needed)
             self.allocated += 1
         else:
             buffer = self._free[capacity].pop()

@@ -290,13 +290,13 @@ class Fetcher:
 
     async def _attempt(self, file_id: str, url: str, chunk: Chunk, size: int, deadline: float) -> None:
         ranges = self.readahead_ranges if chunk.readahead else self.read_ranges
-        if ranges is not None and ranges.accepts(url):
+        if ranges is not None and ranges.handles(url):
             try:
                 await self._attempt_ranges(ranges, file_id, url, chunk, size, deadline)
                 return
             except Unsupported as exc:
                 log.debug("file %s: the link needs httpx (%s); its host is read through httpx from now on", file_id, exc)
-                ranges.refuse(url)
+                ranges.leave_to_httpx(url)
         await self._attempt_httpx(file_id, url, chunk, size, deadline)
 
     async def _attempt_ranges(

@@ -28,8 +28,13 @@ import ssl
 from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
+from typing import TYPE_CHECKING
+
 import httpx
 import trio
+
+if TYPE_CHECKING:
+    from pmzfs.reader._chunk import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,11 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 TLS_RECEIVE_SIZE = 256 * 1024
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_of(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), parts.netloc.lower())
 
 
 def proxy_configured(environ: Mapping[str, str] = os.environ) -> bool:
@@ -99,12 +109,11 @@ class _Target:
 class _Connection:
     """One TCP connection of the pool, with TLS when the link is https."""
 
-    __slots__ = ("key", "stream", "socket", "tls", "incoming", "outgoing", "idle_since")
+    __slots__ = ("key", "socket", "tls", "incoming", "outgoing", "idle_since")
 
-    def __init__(self, key: tuple[str, str, int], stream: trio.SocketStream) -> None:
+    def __init__(self, key: tuple[str, str, int], sock: trio.socket.SocketType) -> None:
         self.key = key
-        self.stream = stream
-        self.socket = stream.socket
+        self.socket = sock
         self.tls: ssl.SSLObject | None = None
         self.incoming: ssl.MemoryBIO | None = None
         self.outgoing: ssl.MemoryBIO | None = None
@@ -152,7 +161,7 @@ class _Connection:
             try:
                 return self.tls.read(len(view), view)
             except ssl.SSLWantReadError:
-                # A TLS 1.3 key update may need an answer before more data comes.
+                # A TLS 1.3 key update may require a reply before more data comes.
                 await self._flush()
                 data = await self.socket.recv(TLS_RECEIVE_SIZE)
                 if not data:
@@ -163,10 +172,6 @@ class _Connection:
 
     def close(self) -> None:
         self.socket.close()
-
-
-def _connection_header_tokens(headers: httpx.Headers) -> set[str]:
-    return {token.strip().lower() for token in headers.get("connection", "").split(",")}
 
 
 class RangeResponse:
@@ -197,7 +202,7 @@ class RangeResponse:
         self._spare = spare
         self._complete = False
 
-    async def read_into(self, chunk) -> None:
+    async def read_into(self, chunk: Chunk) -> None:
         """Receive the whole body into ``chunk`` from ``chunk.filled`` on.
 
         The caller checked that the body fits.  Raises ``Unsupported`` for
@@ -217,7 +222,7 @@ class RangeResponse:
             await self._receive(chunk, remaining)
         self._complete = not self._spare
 
-    async def _receive(self, chunk, remaining: int) -> None:
+    async def _receive(self, chunk: Chunk, remaining: int) -> None:
         connection = self._connection
         timeout = self._client.read_timeout
         view = chunk.receive_view()[:remaining]
@@ -285,8 +290,8 @@ class RangeClient:
         self.keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._idle: list[_Connection] = []
-        # (scheme, host, port) of hosts whose responses only httpx can read.
-        self._refused: set[tuple[str, str, int]] = set()
+        # (scheme, netloc) of hosts whose responses only httpx can read.
+        self._httpx_hosts: set[tuple[str, str]] = set()
         self.new_connections = 0
 
     # Pool
@@ -298,27 +303,22 @@ class RangeClient:
             self._idle.pop(0).close()
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
-        now = trio.current_time()
+        oldest_kept = trio.current_time() - self.keepalive_expiry
         idle = self._idle
+        # Connections are released in time order, so the expired ones are at the front.
+        while idle and idle[0].idle_since < oldest_kept:
+            idle.pop(0).close()
         # Newest first: it is the least likely to have been closed by the server.
         for index in range(len(idle) - 1, -1, -1):
-            connection = idle[index]
-            if now - connection.idle_since > self.keepalive_expiry:
-                continue
-            if connection.key == key:
-                del idle[index]
-                return connection
-        expired = [connection for connection in idle if now - connection.idle_since > self.keepalive_expiry]
-        for connection in expired:
-            idle.remove(connection)
-            connection.close()
+            if idle[index].key == key:
+                return idle.pop(index)
         return None
 
     async def _connect(self, target: _Target) -> _Connection:
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(target.host, target.port)
-                connection = _Connection(target.key, stream)
+                connection = _Connection(target.key, stream.socket)
                 try:
                     if target.scheme == "https":
                         await connection.start_tls(self._tls_context(), target.host)
@@ -346,21 +346,13 @@ class RangeClient:
 
     # Requests
 
-    def accepts(self, url: str) -> bool:
+    def handles(self, url: str) -> bool:
         """Return False for links of hosts that earlier sent a response only httpx can read."""
-        if not self._refused:
-            return True
-        try:
-            return _Target(url).key not in self._refused
-        except Exception:
-            return True
+        return not self._httpx_hosts or _host_of(url) not in self._httpx_hosts
 
-    def refuse(self, url: str) -> None:
+    def leave_to_httpx(self, url: str) -> None:
         """Send the requests of ``url``'s host through httpx from now on."""
-        try:
-            self._refused.add(_Target(url).key)
-        except Exception:
-            pass
+        self._httpx_hosts.add(_host_of(url))
 
     async def get(self, url: str, start: int, end: int) -> RangeResponse:
         """Send ``GET url`` for bytes ``[start, end)`` and return the response once its head arrived.
@@ -441,7 +433,8 @@ class RangeClient:
                         filled -= head_end
                         searched = 0
                         continue
-                    spare = memoryview(bytes(view[head_end:filled]))
+                    # The buffer belongs to this request alone, so a view of it is enough.
+                    spare = view[head_end:filled]
                     return RangeResponse(self, connection, status, headers, keep_alive, spare)
                 searched = filled
                 if filled == HEAD_LIMIT:
@@ -463,7 +456,7 @@ def _parse_head(head: bytes) -> tuple[int, httpx.Headers, bool]:
             raise httpx.RemoteProtocolError(f"invalid header line {line[:80]!r}")
         pairs.append((name, value.strip()))
     headers = httpx.Headers(pairs)
-    tokens = _connection_header_tokens(headers)
+    tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
     if version == "HTTP/1.1":
         keep_alive = "close" not in tokens
     else:

@@ -78,7 +78,7 @@ def test_trim_unmaps_the_oldest_free_buffers():
     assert pool.free_bytes == 0
 
 
-def test_smaller_request_reuses_a_buffer_up_to_twice_its_size():
+def test_reuse_of_larger_buffer():
     pool = BufferPool(keep=16 * MiB)
     pool.give(pool.take(2 * MiB))
     pool.give(pool.take(8 * MiB))

@@ -1,6 +1,6 @@
 """The range client against a scripted HTTP server on loopback.
 
-Each test's server answers requests from a list of replies and records
+Each test's server replies to requests from a list of replies and records
 what arrived, so the tests can check the request bytes, connection
 reuse and the handling of responses the emulator never sends.
 """
@@ -38,7 +38,7 @@ class ScriptedServer:
     """Serves ``replies`` in order, one per request, on keep-alive connections.
 
     A reply is bytes to send, or a callable that gets the stream (to stall,
-    split or close).  ``None`` closes the connection without answering.
+    split or close).  ``None`` closes the connection without a reply.
     """
 
     def __init__(self, replies: list) -> None:
@@ -106,7 +106,7 @@ async def fetch(ranges: RangeClient, url: str, start: int, end: int) -> Chunk:
     return chunk
 
 
-async def test_body_arrives_in_the_chunk_and_the_connection_is_reused(nursery):
+async def test_body_fills_chunk_on_reused_connection(nursery):
     server = await start_server(nursery, [partial(0, 5000), partial(5000, 16384)])
     ranges = client()
     url = f"http://127.0.0.1:{server.port}/dl/file.bin?token=x"
@@ -147,7 +147,7 @@ async def test_connection_close_is_honoured(nursery):
 
 
 async def test_idle_connection_closed_by_the_server_is_replaced(nursery):
-    # The first connection answers once and then closes without saying so.
+    # The first connection sends one reply and then closes without a Connection: close header.
     server = await start_server(nursery, [partial(0, 10), None, partial(10, 20)])
     ranges = client()
     url = f"http://127.0.0.1:{server.port}/f"
@@ -155,6 +155,17 @@ async def test_idle_connection_closed_by_the_server_is_replaced(nursery):
     chunk = await fetch(ranges, url, 10, 20)
     assert chunk.slice(10, 20) == BODY[10:20]
     assert server.connections == 2
+    assert ranges.new_connections == 2
+
+
+async def test_expired_idle_connection_is_closed(nursery):
+    server = await start_server(nursery, [partial(0, 10), partial(10, 20)])
+    ranges = RangeClient(httpx.Timeout(5.0), "pmzfs-test", keepalive_expiry=0.01)
+    url = f"http://127.0.0.1:{server.port}/f"
+    await fetch(ranges, url, 0, 10)
+    await trio.sleep(0.05)
+    chunk = await fetch(ranges, url, 10, 20)
+    assert chunk.slice(10, 20) == BODY[10:20]
     assert ranges.new_connections == 2
 
 
@@ -182,7 +193,7 @@ async def test_chunked_body_is_left_to_httpx(nursery):
     response.close()
 
 
-async def test_fetcher_falls_back_to_httpx_and_remembers_the_host(nursery):
+async def test_fetcher_falls_back_to_httpx(nursery):
     chunked_head = (
         "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n"
         f"Content-Range: bytes 0-99/{len(BODY)}\r\n\r\n"
@@ -203,7 +214,7 @@ async def test_fetcher_falls_back_to_httpx_and_remembers_the_host(nursery):
             chunk = Chunk(0, 100, None, readahead=False)
             await fetcher.fill(link, chunk, len(BODY))
             assert chunk.slice(0, 100) == BODY[:100]
-        assert not ranges.accepts(url)
+        assert not ranges.handles(url)
     assert len(server.requests) == 3
 
 
